@@ -1,0 +1,1 @@
+"""Instruments: plain functions of (model or functional params, data) -> numbers."""
