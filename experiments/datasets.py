@@ -1,0 +1,121 @@
+"""Real workloads as tensors: MNIST-1D (generated offline), sklearn digits, CIFAR-10 from disk.
+
+Every loader returns ``Dataset(x, y, x_test, y_test)`` with float64 inputs and int64
+labels on the CPU; the training loop casts to the run's dtype and device.
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from experiments.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x: torch.Tensor
+    y: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(self.y.max(), self.y_test.max())) + 1
+
+    def first(self, n: int | None) -> Dataset:
+        """The first ``n`` training examples (Cohen et al.: first N, no shuffling)."""
+        if n is None:
+            return self
+        return Dataset(self.x[:n], self.y[:n], self.x_test, self.y_test)
+
+
+def _standardize(x: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std from the full training set, applied to both splits."""
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return (x - mean) / std, (x_test - mean) / std
+
+
+def _as_dataset(x, y, x_test, y_test) -> Dataset:
+    return Dataset(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.long),
+                   torch.as_tensor(x_test, dtype=torch.float64),
+                   torch.as_tensor(y_test, dtype=torch.long))
+
+
+@functools.lru_cache(maxsize=4)
+def _mnist1d_arrays(seed: int):
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.seed = seed
+    data = make_dataset(args)  # generated locally; `get_dataset` would download
+    return data["x"], data["y"], data["x_test"], data["y_test"]
+
+
+def mnist1d(n_train: int | None = None, standardize: bool = True, seed: int = 42) -> Dataset:
+    """MNIST-1D (Greydanus 2020): 4000 train / 1000 test sequences of length 40, 10 classes.
+
+    Standardised with the statistics of all 4000 training examples, then the first
+    ``n_train`` are kept.
+    """
+    x, y, x_test, y_test = _mnist1d_arrays(seed)
+    if standardize:
+        x, x_test = _standardize(x, x_test)
+    return _as_dataset(x, y, x_test, y_test).first(n_train)
+
+
+def digits(n_train: int | None = None, test_fraction: float = 0.25, seed: int = 0,
+           standardize: bool = True) -> Dataset:
+    """scikit-learn's 8×8 digits (1797 × 64), split with a seeded permutation."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    order = np.random.default_rng(seed).permutation(len(bunch.target))
+    n_test = int(round(test_fraction * len(order)))
+    test, train = order[:n_test], order[n_test:]
+    x, x_test = bunch.data[train].astype(np.float64), bunch.data[test].astype(np.float64)
+    if standardize:
+        x, x_test = _standardize(x, x_test)
+    return _as_dataset(x, bunch.target[train], x_test, bunch.target[test]).first(n_train)
+
+
+CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR_TEST = ["test_batch"]
+
+
+def _read_cifar_batches(folder: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for name in names:
+        path = folder / name
+        if not path.exists():
+            raise ConfigError(f"data_dir: {folder} has no CIFAR-10 file {name!r} "
+                              "(expected the python-pickle batches of cifar-10-batches-py)")
+        with open(path, "rb") as handle:
+            batch = pickle.load(handle, encoding="bytes")
+        xs.append(np.asarray(batch[b"data"], dtype=np.float64) / 255.0)
+        ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def cifar10(data_dir: str | Path, n_train: int | None = None, standardize: bool = True) -> Dataset:
+    """CIFAR-10 from a local ``cifar-10-batches-py`` folder (or its parent).
+
+    As Cohen et al.: pixels / 255, flattened NCHW, per-feature mean and std from the
+    full 50k training set, then the first ``n_train`` examples.
+    """
+    folder = Path(data_dir).expanduser()
+    if (folder / "cifar-10-batches-py").is_dir():
+        folder = folder / "cifar-10-batches-py"
+    if not folder.is_dir():
+        raise ConfigError(f"data_dir: {folder} is not a folder")
+    x, y = _read_cifar_batches(folder, CIFAR_TRAIN)
+    x_test, y_test = _read_cifar_batches(folder, CIFAR_TEST)
+    if standardize:
+        x, x_test = _standardize(x, x_test)
+    return _as_dataset(x, y, x_test, y_test).first(n_train)
