@@ -31,7 +31,25 @@ def _bad_input(message: str) -> int:
     return 2
 
 
+def markdown_claim_table() -> str:
+    """The README's claim table, from the recorded ``figures/<id>.json`` files."""
+    lines = ["| figure | scale | claim | expected | measured | ok |", "|---|---|---|---|---|---|"]
+    for recipe_id in recipes.recipe_ids():
+        last = api.last_recorded(recipe_id)
+        if last is None:
+            lines.append(f"| `{recipe_id}` | not run | | | | |")
+            continue
+        for c in last["claims"]:
+            ok = "pass" if c["passed"] else "**FAIL**"
+            lines.append(f"| `{recipe_id}` | {last['scale']} | {c['name']} | {c['expected']} | "
+                         f"{c['measured']} | {ok} |")
+    return "\n".join(lines)
+
+
 def cmd_list(args) -> int:
+    if args.markdown:
+        print(markdown_claim_table())
+        return 0
     rows = []
     for recipe_id in recipes.recipe_ids():
         module = recipes.load(recipe_id)
@@ -115,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Rerun the papers' figures and check their claims.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    sub.add_parser("list", help="every figure id, its paper, and its last claim status")
+    listing = sub.add_parser("list", help="every figure id, its paper, and its last claim status")
+    listing.add_argument("--markdown", action="store_true",
+                         help="print the recorded claims as the README's Markdown table")
 
     params = sub.add_parser("params", help="a recipe's config fields and allowed values")
     params.add_argument("id")

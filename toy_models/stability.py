@@ -54,7 +54,7 @@ def characteristic_polynomial(method: str) -> sp.Expr:
     return sp.expand((z * sp.eye(2) - matrix).det())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def threshold_expression(method: str) -> sp.Expr:
     """The critical a* = η·λ as a closed form in μ and τ, from p(−1) = 0."""
     poly = characteristic_polynomial(method)

@@ -1,4 +1,4 @@
-"""Step-size thresholds of GD, heavy-ball and Nesterov: derived with sympy, found by torch.optim.SGD.
+"""Step-size thresholds of GD, heavy-ball and Nesterov: derived with sympy, found by SGD.
 
 On a quadratic, ``torch.optim.SGD`` is stable iff η·λ_max < a*, with a* = 2 (GD),
 (2 + 2μ) (heavy-ball) and (2 + 2μ)/(1 + 2μ) (Nesterov), derived in

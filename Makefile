@@ -1,0 +1,35 @@
+# make figures | make test | make bench | make notebooks
+# The environment is a venv in .venv built from pyproject.toml (torch pinned to 2.13.0).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: env figures test lint bench notebooks clean-cache
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+figures: $(STAMP)
+	$(PY) -m experiments run all --scale quick
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+bench: $(STAMP)
+	$(PY) -m experiments bench
+
+# Execute every paper page (jupytext Markdown) at quick scale into .cache/notebooks/
+notebooks: $(STAMP)
+	$(PY) -m pytest -q tests/test_papers.py
+
+clean-cache:
+	rm -rf .cache/experiments

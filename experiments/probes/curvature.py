@@ -1,0 +1,685 @@
+"""Curvature of the full-batch objective: Hessian / Gauss–Newton products and what they give.
+
+The objective is always ``L(θ) = mean_i loss_fn(f(x_i; θ), y_i)`` (see ``experiments.losses``).
+Everything is functional (``torch.func``): parameters are a dict ``{name: tensor}`` evaluated
+with ``functional_call``, and vectors are exchanged as flat 1-D tensors of length ``P`` ordered
+like ``model.named_parameters()`` (see ``flatten`` / ``unflatten``).
+
+Data-dependent operators take ``chunk_size``: the batch is processed in slices and each
+slice contributes ``sum_i loss_i / n`` (its mean weighted by ``len/n``), so chunked results
+equal the full-batch ones up to floating-point summation order.
+
+The estimators (``top_eigenpairs``, ``power_iteration``, traces, ``spectral_density``) only use
+``op.matvec``, ``op.n_params``, ``op.dtype``, ``op.device``, ``op.n_matvecs`` and ``op.as_scipy``,
+so any object with those works in place of a ``CurvatureOperator``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.linalg import eigh_tridiagonal
+from scipy.sparse.linalg import LinearOperator, eigsh
+from torch import Tensor, nn
+from torch.func import functional_call, grad, hessian, jacrev, jvp, vjp, vmap
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+Params = dict[str, Tensor]
+
+KINDS = ("hessian", "gauss_newton")
+# Hessian-vector product modes: forward-over-reverse (jvp of grad) or reverse-over-reverse
+# (vjp of grad). Both are exact; which is cheaper depends on the model and the device
+# (`python -m experiments bench` measures both).
+HVP_MODES = ("fwd_rev", "rev_rev")
+# Lanczos: an off-diagonal this small relative to the largest entry seen means an invariant
+# Krylov subspace was found.
+_LANCZOS_BREAKDOWN = 1e-10
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters and data
+# ---------------------------------------------------------------------------------------------
+
+
+def flatten(params: Mapping[str, Tensor]) -> Tensor:
+    """Concatenate a parameter dict into one flat vector (dict order)."""
+    return torch.cat([p.reshape(-1) for p in params.values()])
+
+
+def unflatten(flat: Tensor, like_params: Mapping[str, Tensor]) -> Params:
+    """Split a flat vector into a dict shaped like ``like_params`` (differentiable views)."""
+    sizes = [p.numel() for p in like_params.values()]
+    if flat.ndim != 1 or flat.numel() != sum(sizes):
+        raise ValueError(f"expected a flat vector of length {sum(sizes)}, got {tuple(flat.shape)}")
+    pieces = torch.split(flat, sizes)
+    return {
+        name: piece.reshape(p.shape)
+        for (name, p), piece in zip(like_params.items(), pieces, strict=True)
+    }
+
+
+def functional_params(model: nn.Module, params: Mapping[str, Tensor] | None = None) -> Params:
+    """Detached parameter dict of ``model`` (or of ``params`` if given)."""
+    source = dict(model.named_parameters()) if params is None else params
+    return {name: p.detach() for name, p in source.items()}
+
+
+def _chunks(x: Tensor, y: Tensor, chunk_size: int | None) -> Iterator[tuple[Tensor, Tensor]]:
+    n = x.shape[0]
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size}")
+    step = n if chunk_size is None else chunk_size
+    for start in range(0, n, step):
+        yield x[start : start + step], y[start : start + step]
+
+
+# ---------------------------------------------------------------------------------------------
+# The operator
+# ---------------------------------------------------------------------------------------------
+
+
+def _scipy_operator(
+    matvec: Callable[[Tensor], Tensor], n: int, dtype: torch.dtype, device: torch.device
+) -> LinearOperator:
+    """Wrap a symmetric torch matvec as a float64 scipy ``LinearOperator``."""
+
+    def apply(v: np.ndarray) -> np.ndarray:
+        v_torch = torch.tensor(np.asarray(v, dtype=np.float64).reshape(-1))
+        product = matvec(v_torch.to(device=device, dtype=dtype))
+        return product.detach().cpu().numpy().astype(np.float64)
+
+    return LinearOperator((n, n), matvec=apply, rmatvec=apply, dtype=np.float64)
+
+
+class CurvatureOperator:
+    """Matrix-free Hessian (``kind="hessian"``) or Gauss–Newton (``"gauss_newton"``) of L(θ).
+
+    ``matvec`` counts its calls in ``n_matvecs``. The products run in the parameters'
+    dtype; use float64 when asking eigensolvers for tight tolerances.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        x: Tensor,
+        y: Tensor,
+        params: Mapping[str, Tensor] | None = None,
+        chunk_size: int | None = None,
+        kind: str = "hessian",
+        hvp: str = "fwd_rev",
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if hvp not in HVP_MODES:
+            raise ValueError(f"hvp must be one of {HVP_MODES}, got {hvp!r}")
+        self.hvp_mode = hvp
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} examples but y has {y.shape[0]}")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.x = x
+        self.y = y
+        self.params = functional_params(model, params)
+        self.chunk_size = chunk_size
+        self.kind = kind
+        first = next(iter(self.params.values()))
+        self.n_params = sum(p.numel() for p in self.params.values())
+        self.dtype = first.dtype
+        self.device = first.device
+        self.n_examples = x.shape[0]
+        self.n_matvecs = 0
+
+    def _outputs(self, params: Params, xb: Tensor) -> Tensor:
+        return functional_call(self.model, params, (xb,))
+
+    def _chunk_objective(self, params: Params, xb: Tensor, yb: Tensor) -> Tensor:
+        # sum / n == (chunk mean) * len(chunk) / n, so chunk contributions add up to the mean.
+        return self.loss_fn(self._outputs(params, xb), yb).sum() / self.n_examples
+
+    def _hvp(self, tangent: Params, xb: Tensor, yb: Tensor) -> Params:
+        gradient_fn = grad(self._chunk_objective)
+        if self.hvp_mode == "rev_rev":
+            _, pull_back = vjp(lambda p: gradient_fn(p, xb, yb), self.params)
+            (product,) = pull_back(tangent)
+            return product
+        _, product = jvp(lambda p: gradient_fn(p, xb, yb), (self.params,), (tangent,))
+        return product
+
+    def _gnvp(self, tangent: Params, xb: Tensor, yb: Tensor) -> Params:
+        def outputs_of(p: Params) -> Tensor:
+            return self._outputs(p, xb)
+
+        def output_objective(outputs: Tensor) -> Tensor:
+            return self.loss_fn(outputs, yb).sum() / self.n_examples
+
+        outputs, jacobian_v = jvp(outputs_of, (self.params,), (tangent,))
+        _, output_hessian_jv = jvp(grad(output_objective), (outputs,), (jacobian_v,))
+        _, pull_back = vjp(outputs_of, self.params)
+        (product,) = pull_back(output_hessian_jv)
+        return product
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """Curvature-vector product for a flat vector ``v`` of length ``n_params``."""
+        tangent = unflatten(v.to(device=self.device, dtype=self.dtype), self.params)
+        product_fn = self._hvp if self.kind == "hessian" else self._gnvp
+        total = torch.zeros(self.n_params, dtype=self.dtype, device=self.device)
+        for xb, yb in _chunks(self.x, self.y, self.chunk_size):
+            total += flatten(product_fn(tangent, xb, yb))
+        self.n_matvecs += 1
+        return total
+
+    def as_scipy(self) -> LinearOperator:
+        """``scipy`` view on float64 numpy vectors (converted to this operator's dtype/device)."""
+        return _scipy_operator(self.matvec, self.n_params, self.dtype, self.device)
+
+    def gradient(self) -> Tensor:
+        """Flat full-batch gradient of L at ``params``."""
+        gradient_fn = grad(self._chunk_objective)
+        total = torch.zeros(self.n_params, dtype=self.dtype, device=self.device)
+        for xb, yb in _chunks(self.x, self.y, self.chunk_size):
+            total += flatten(gradient_fn(self.params, xb, yb))
+        return total
+
+    def loss(self) -> float:
+        """Full-batch objective L at ``params``."""
+        with torch.no_grad():
+            return float(
+                sum(
+                    self._chunk_objective(self.params, xb, yb)
+                    for xb, yb in _chunks(self.x, self.y, self.chunk_size)
+                )
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Top eigenpairs
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EigResult:
+    """Eigenvalues (descending), matching eigenvectors as columns (P×k), matvecs spent.
+
+    ``residual_norms`` (‖Hv − λv‖ per pair) is filled by solvers that compute it anyway.
+    """
+
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray
+    n_matvecs: int
+    residual_norms: np.ndarray | None = None
+
+
+def _as_numpy_vector(v: Tensor | np.ndarray | None, n: int) -> np.ndarray | None:
+    if v is None:
+        return None
+    if isinstance(v, Tensor):
+        v = v.detach().cpu().numpy()
+    v = np.asarray(v, dtype=np.float64)
+    if v.size != n:
+        raise ValueError(f"start vector must have {n} entries, got shape {v.shape}")
+    return v.reshape(-1)
+
+
+def _run_eigsh(
+    counter, linear_operator: LinearOperator, k: int, v0, tol: float, which: str, ncv: int | None
+) -> EigResult:
+    start = counter.n_matvecs
+    n = linear_operator.shape[0]
+    if v0 is None:
+        # ARPACK's own random start depends on earlier calls in the process; a seeded one
+        # keeps results reproducible (and identical after a resume).
+        v0 = np.random.default_rng(0).standard_normal(n)
+    values, vectors = eigsh(
+        linear_operator,
+        k=k,
+        which=which,
+        v0=_as_numpy_vector(v0, n),
+        tol=tol,
+        ncv=ncv,
+    )
+    order = np.argsort(values)[::-1]
+    values, vectors = values[order], vectors[:, order]
+    if which == "LA" and k > 1:
+        values, vectors = _recover_repeated(linear_operator, values, vectors, tol, ncv)
+    return EigResult(values, vectors, counter.n_matvecs - start)
+
+
+def _deflated(linear_operator: LinearOperator, basis: np.ndarray, shift: float) -> LinearOperator:
+    """(I − UUᵀ) A (I − UUᵀ) + shift·UUᵀ: A compressed to U⊥, U's directions parked at shift."""
+
+    def apply(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float64).reshape(-1)
+        coefficients = basis.T @ v
+        image = linear_operator.matvec(v - basis @ coefficients).reshape(-1)
+        return image - basis @ (basis.T @ image) + shift * (basis @ coefficients)
+
+    return LinearOperator(linear_operator.shape, matvec=apply, rmatvec=apply, dtype=np.float64)
+
+
+def _recover_repeated(
+    linear_operator: LinearOperator,
+    values: np.ndarray,
+    vectors: np.ndarray,
+    tol: float,
+    ncv: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Swap in eigenpairs that a single-vector Krylov run cannot see, until none is left.
+
+    Lanczos from one start vector only sees that vector's projection onto each eigenspace,
+    so of a repeated eigenvalue it finds one copy. The top of A compressed to the complement
+    of the found vectors exposes any missed copy that belongs in the top k.
+    """
+    n = linear_operator.shape[0]
+    for _ in range(n - len(values)):
+        scale = max(abs(values[0]), abs(values[-1])) or 1.0
+        shift = values[-1] - scale  # any value below values[-1] works; this one stays in range
+        deflated = _deflated(linear_operator, vectors, shift)
+        start = np.random.default_rng(1).standard_normal(n)
+        (candidate,), candidate_vector = eigsh(deflated, k=1, which="LA", tol=tol, ncv=ncv,
+                                               v0=start)
+        if candidate <= values[-1] + max(tol, 1e-10) * scale:
+            break
+        values = np.concatenate([values[:-1], [candidate]])
+        vectors = np.concatenate([vectors[:, :-1], candidate_vector], axis=1)
+        order = np.argsort(values)[::-1]
+        values, vectors = values[order], vectors[:, order]
+    return values, vectors
+
+
+def top_eigenpairs(
+    op: CurvatureOperator,
+    k: int = 1,
+    v0: Tensor | np.ndarray | None = None,
+    tol: float = 1e-8,
+    which: str = "LA",
+    ncv: int | None = None,
+) -> EigResult:
+    """``k`` extreme eigenpairs by implicitly restarted Lanczos (ARPACK ``eigsh``).
+
+    ``which="LA"`` (default) gives the largest *algebraic* eigenvalues, i.e. sharpness;
+    ``"LM"`` would return large negative ones at saddles. ``v0`` warm-starts the solver
+    (e.g. the previous top eigenvector along a trajectory); ARPACK always builds ``ncv``
+    Lanczos vectors (default max(2k+1, 20)) before its first convergence test, so a warm
+    start only saves matvecs where a cold start would need restarts (large P, small ncv).
+
+    With ``which="LA"`` and k > 1, repeated eigenvalues are counted with multiplicity: after
+    the Lanczos run, the operator compressed to the complement of the found eigenvectors is
+    searched for a missed copy (one more ``eigsh`` with k=1, ≥ ncv matvecs, per check).
+    """
+    return _run_eigsh(op, op.as_scipy(), k, v0, tol, which, ncv)
+
+
+def sharpness(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: Tensor,
+    y: Tensor,
+    v0: Tensor | np.ndarray | None = None,
+    tol: float = 1e-8,
+    chunk_size: int | None = None,
+    params: Mapping[str, Tensor] | None = None,
+) -> EigResult:
+    """Top Hessian eigenpair (largest algebraic eigenvalue) of the full-batch objective."""
+    op = CurvatureOperator(model, loss_fn, x, y, params=params, chunk_size=chunk_size)
+    return top_eigenpairs(op, k=1, v0=v0, tol=tol)
+
+
+def _start_vector(op: CurvatureOperator, v0, generator: torch.Generator | None) -> Tensor:
+    if v0 is None:
+        v = torch.randn(op.n_params, generator=generator, dtype=torch.float64)
+    else:
+        v = torch.as_tensor(_as_numpy_vector(v0, op.n_params))
+    v = v.to(device=op.device, dtype=op.dtype)
+    return v / torch.linalg.vector_norm(v)
+
+
+def power_iteration(
+    op: CurvatureOperator,
+    v0: Tensor | np.ndarray | None = None,
+    tol: float = 1e-6,
+    max_iter: int = 1000,
+    generator: torch.Generator | None = None,
+) -> EigResult:
+    """Largest-MAGNITUDE eigenpair by power iteration (not the largest algebraic one).
+
+    Stops when the residual ‖Hv − λv‖ ≤ tol·|λ| for the returned unit ``v`` and Rayleigh
+    quotient ``λ``; this bounds the distance from λ to the spectrum by tol·|λ|, unlike a
+    relative change of λ, which can stall while v is still far off. Converges at rate
+    |λ₂/λ₁| and may return a negative eigenvalue at a saddle; warns if ``max_iter`` is hit.
+    """
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be positive, got {max_iter}")
+    v = _start_vector(op, v0, generator)
+    start = op.n_matvecs
+    for _ in range(max_iter):
+        hv = op.matvec(v)
+        eigenvalue = torch.dot(v, hv)
+        residual = torch.linalg.vector_norm(hv - eigenvalue * v)
+        if residual <= tol * eigenvalue.abs():
+            break
+        v = hv / torch.linalg.vector_norm(hv)
+    else:
+        warnings.warn(
+            f"power_iteration did not reach tol={tol} in {max_iter} iterations "
+            f"(relative residual {float(residual / eigenvalue.abs()):.2e})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return EigResult(
+        eigenvalues=np.array([float(eigenvalue)]),
+        eigenvectors=v.detach().cpu().numpy().astype(np.float64)[:, None],
+        n_matvecs=op.n_matvecs - start,
+        residual_norms=np.array([float(residual)]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Preconditioned sharpness (Cohen et al. 2022, adaptive edge of stability)
+# ---------------------------------------------------------------------------------------------
+
+
+def _step_count(state: Mapping) -> float:
+    step = float(state["step"])
+    if step < 1:
+        raise ValueError("optimizer has not taken a step yet; its preconditioner is undefined")
+    return step
+
+
+def _adam_diagonal(state: Mapping, group: Mapping) -> Tensor:
+    beta1, beta2 = (float(beta) for beta in group["betas"])
+    step = _step_count(state)
+    second_moment = state["max_exp_avg_sq"] if group.get("amsgrad", False) else state["exp_avg_sq"]
+    bias_correction2 = 1 - beta2**step
+    return (1 - beta1**step) * ((second_moment / bias_correction2).sqrt() + group["eps"])
+
+
+def _rmsprop_diagonal(state: Mapping, group: Mapping) -> Tensor:
+    _step_count(state)
+    second_moment = state["square_avg"]
+    if group.get("centered", False):
+        second_moment = second_moment - state["grad_avg"] ** 2
+    return second_moment.sqrt() + group["eps"]
+
+
+def optimizer_preconditioner(
+    optimizer: torch.optim.Optimizer, params_in_order: Iterable[Tensor]
+) -> Tensor:
+    """Flat diagonal P by which the optimizer divides its (momentum) update, from its state.
+
+    Adam/AdamW (amsgrad respected): P = (1 − β1ᵗ)(√(v/(1 − β2ᵗ)) + eps), so the update is
+    −η·m/P and the stability threshold for the top eigenvalue of P⁻¹H is (2 + 2β1)/((1 − β1)η).
+    RMSprop: P = √v + eps (centered: √(v − ḡ²) + eps); the threshold is 2(1 + μ)/η with μ its
+    momentum (2/η without). ``params_in_order`` fixes the flat ordering (e.g.
+    ``model.parameters()``). The state describes the step just taken.
+    """
+    if isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
+        diagonal_of = _adam_diagonal
+    elif isinstance(optimizer, torch.optim.RMSprop):
+        diagonal_of = _rmsprop_diagonal
+    else:
+        raise ValueError(
+            f"no preconditioner for {type(optimizer).__name__}; supported: Adam, AdamW, RMSprop"
+        )
+    group_of = {id(p): group for group in optimizer.param_groups for p in group["params"]}
+    pieces = []
+    for index, p in enumerate(params_in_order):
+        if id(p) not in group_of:
+            raise ValueError(f"parameter #{index} is not managed by the optimizer")
+        state = optimizer.state.get(p)
+        if not state:
+            raise ValueError(
+                f"parameter #{index} has no optimizer state: call this after the first step"
+            )
+        pieces.append(diagonal_of(state, group_of[id(p)]).detach().reshape(-1))
+    return torch.cat(pieces)
+
+
+def preconditioned_sharpness(
+    op: CurvatureOperator,
+    preconditioner: Tensor,
+    k: int = 1,
+    v0: Tensor | np.ndarray | None = None,
+    tol: float = 1e-8,
+) -> EigResult:
+    """Top eigenpairs of the symmetric P^{-1/2} H P^{-1/2} (same spectrum as P⁻¹H).
+
+    The eigenvectors returned are those of the symmetric form, u; the corresponding
+    eigenvectors of P⁻¹H are P^{-1/2}u. ``v0`` is in the symmetric coordinates too.
+    """
+    if preconditioner.shape != (op.n_params,):
+        raise ValueError(f"preconditioner must have shape ({op.n_params},)")
+    if not bool((preconditioner > 0).all()):
+        raise ValueError("preconditioner must be positive")
+    scale = preconditioner.to(device=op.device, dtype=op.dtype).rsqrt()
+
+    def scaled_matvec(v: Tensor) -> Tensor:
+        return scale * op.matvec(scale * v)
+
+    linear = _scipy_operator(scaled_matvec, op.n_params, op.dtype, op.device)
+    return _run_eigsh(op, linear, k, v0, tol, "LA", None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Traces and Frobenius norm
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TraceEstimate:
+    """A stochastic estimate, its standard error, and the matvecs it cost."""
+
+    estimate: float
+    stderr: float
+    n_matvecs: int
+
+
+def _rademacher(op: CurvatureOperator, n: int, generator: torch.Generator | None) -> Tensor:
+    signs = torch.randint(0, 2, (n, op.n_params), generator=generator)
+    return (2 * signs - 1).to(device=op.device, dtype=op.dtype)
+
+
+def _apply_rows(op: CurvatureOperator, rows: Tensor) -> Tensor:
+    return torch.stack([op.matvec(row) for row in rows])
+
+
+def _mean_and_stderr(samples: Tensor) -> tuple[float, float]:
+    n = samples.numel()
+    stderr = float(samples.std(correction=1)) / math.sqrt(n) if n > 1 else math.nan
+    return float(samples.mean()), stderr
+
+
+def hutchinson_trace(
+    op: CurvatureOperator, n_samples: int, generator: torch.Generator | None = None
+) -> TraceEstimate:
+    """tr(H) ≈ mean of zᵀHz over Rademacher z; stderr = sample std / √n_samples."""
+    start = op.n_matvecs
+    probes = _rademacher(op, n_samples, generator)
+    samples = (probes * _apply_rows(op, probes)).sum(dim=1)
+    estimate, stderr = _mean_and_stderr(samples)
+    return TraceEstimate(estimate, stderr, op.n_matvecs - start)
+
+
+def hutchpp_trace(
+    op: CurvatureOperator, n_matvecs: int, generator: torch.Generator | None = None
+) -> TraceEstimate:
+    """Hutch++ (Meyer et al. 2021): exact trace on a sketched top subspace + Hutchinson on the rest.
+
+    ⌊n_matvecs/3⌋ Rademacher vectors S give Q = orth(HS); tr(QᵀHQ) is computed exactly
+    (as many matvecs again) and the remaining matvecs estimate tr((I−QQᵀ)H(I−QQᵀ)) by
+    Hutchinson. The stderr is that of the residual samples.
+    """
+    if n_matvecs < 4:
+        raise ValueError("hutchpp_trace needs at least 4 matvecs")
+    start = op.n_matvecs
+    n_sketch = n_matvecs // 3
+    n_residual = n_matvecs - 2 * n_sketch
+    sketch = _rademacher(op, n_sketch, generator)
+    basis, _ = torch.linalg.qr(_apply_rows(op, sketch).T)
+    low_rank_trace = float((basis.T * _apply_rows(op, basis.T)).sum())
+    probes = _rademacher(op, n_residual, generator)
+    deflated = probes - (probes @ basis) @ basis.T
+    samples = (deflated * _apply_rows(op, deflated)).sum(dim=1)
+    residual_trace, stderr = _mean_and_stderr(samples)
+    return TraceEstimate(low_rank_trace + residual_trace, stderr, op.n_matvecs - start)
+
+
+def squared_frobenius_norm(
+    op: CurvatureOperator, n_samples: int, generator: torch.Generator | None = None
+) -> TraceEstimate:
+    """‖H‖_F² = tr(H²) ≈ mean of ‖Hz‖² over Rademacher z."""
+    start = op.n_matvecs
+    probes = _rademacher(op, n_samples, generator)
+    samples = _apply_rows(op, probes).pow(2).sum(dim=1)
+    estimate, stderr = _mean_and_stderr(samples)
+    return TraceEstimate(estimate, stderr, op.n_matvecs - start)
+
+
+def frobenius_norm(
+    op: CurvatureOperator, n_samples: int, generator: torch.Generator | None = None
+) -> TraceEstimate:
+    """‖H‖_F = √(estimate of ‖H‖_F²); delta-method stderr = stderr(‖H‖_F²) / (2‖H‖_F).
+
+    Use ``squared_frobenius_norm`` for the (unbiased) squared estimate itself.
+    """
+    squared = squared_frobenius_norm(op, n_samples, generator)
+    norm = math.sqrt(max(squared.estimate, 0.0))
+    stderr = squared.stderr / (2 * norm) if norm > 0 else math.inf
+    return TraceEstimate(norm, stderr, squared.n_matvecs)
+
+
+def gauss_newton_trace(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: Tensor,
+    y: Tensor,
+    params: Mapping[str, Tensor] | None = None,
+    chunk_size: int | None = None,
+) -> float:
+    """Exact tr G = (1/n) Σ_i tr(J_iᵀ H_i J_i) = (1/n) Σ_i Σ_ab H_i[a,b] (J_i J_iᵀ)[a,b].
+
+    J_i (k outputs × P) are per-example Jacobians (``vmap(jacrev)``), H_i the Hessian of the
+    per-example loss w.r.t. that example's outputs. Closed forms: for ``half_sum_mse`` H_i = I
+    and tr G = (1/n) Σ_i Σ_k ‖∇θ f_k(x_i)‖² (scalar output: (1/n) Σ_i ‖∇θ f(x_i)‖², which at an
+    interpolating minimum of ½-MSE equals tr H); for ``mean_mse`` with k outputs H_i = (2/k) I.
+    Memory per chunk is O(chunk·k·P).
+    """
+    params = functional_params(model, params)
+
+    def output_single(p: Params, xi: Tensor) -> Tensor:
+        return functional_call(model, p, (xi.unsqueeze(0),)).squeeze(0)
+
+    def loss_single(output: Tensor, yi: Tensor) -> Tensor:
+        return loss_fn(output.unsqueeze(0), yi.unsqueeze(0)).sum()
+
+    outputs_fn = vmap(output_single, in_dims=(None, 0))
+    jacobians_fn = vmap(jacrev(output_single), in_dims=(None, 0))
+    output_hessians_fn = vmap(hessian(loss_single))
+    total = torch.zeros((), dtype=next(iter(params.values())).dtype)
+    for xb, yb in _chunks(x, y, chunk_size):
+        outputs = outputs_fn(params, xb)
+        batch, n_outputs = outputs.shape[0], outputs[0].numel()
+        jacobians = torch.cat(
+            [j.reshape(batch, n_outputs, -1) for j in jacobians_fn(params, xb).values()], dim=2
+        )
+        grams = jacobians @ jacobians.transpose(1, 2)
+        output_hessians = output_hessians_fn(outputs, yb).reshape(batch, n_outputs, n_outputs)
+        total = total + (output_hessians * grams).sum().cpu()
+    return float(total) / x.shape[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Spectral density (stochastic Lanczos quadrature)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpectralDensity:
+    """Gauss quadrature rules, one per probe: ``nodes``/``weights`` of shape [n_probes, m].
+
+    Each probe's weights sum to 1; the spectral measure (1/P) Σ δ(λ − λ_j) ≈ average over
+    probes of Σ_m weights·δ(λ − nodes). Nodes added after a Lanczos breakdown carry zero weight.
+    """
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    n_matvecs: int
+
+    def density(self, grid: np.ndarray, sigma: float) -> np.ndarray:
+        """Gaussian-broadened density on ``grid`` (width ``sigma``), averaged over probes."""
+        grid = np.asarray(grid, dtype=np.float64)
+        offsets = (grid[None, None, :] - self.nodes[:, :, None]) / sigma
+        kernels = np.exp(-0.5 * offsets**2) / (sigma * math.sqrt(2 * math.pi))
+        return np.einsum("pm,pmg->g", self.weights, kernels) / self.nodes.shape[0]
+
+
+def _orthogonalize(w: Tensor, basis: Tensor) -> Tensor:
+    # Classical Gram–Schmidt twice ("twice is enough") keeps the basis orthonormal to rounding.
+    for _ in range(2):
+        w = w - basis.T @ (basis @ w)
+    return w
+
+
+def _fresh_direction(
+    op: CurvatureOperator, basis: Tensor, generator: torch.Generator | None
+) -> Tensor:
+    w = _orthogonalize(_rademacher(op, 1, generator)[0], basis)
+    return w / torch.linalg.vector_norm(w)
+
+
+def _lanczos(
+    op: CurvatureOperator, start: Tensor, n_steps: int, generator: torch.Generator | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Diagonal and off-diagonal of the Lanczos tridiagonal, with full reorthogonalisation.
+
+    On breakdown (invariant subspace) it continues from a fresh orthogonal direction with a
+    zero off-diagonal, so that block gets zero quadrature weight but the nodes stay valid.
+    """
+    basis = torch.zeros(n_steps, op.n_params, dtype=op.dtype, device=op.device)
+    basis[0] = start / torch.linalg.vector_norm(start)
+    alphas, betas = [], []
+    largest_entry = 0.0
+    for j in range(n_steps):
+        w = op.matvec(basis[j])
+        alpha = float(torch.dot(basis[j], w))
+        alphas.append(alpha)
+        if j == n_steps - 1:
+            break
+        w = _orthogonalize(w, basis[: j + 1])
+        beta = float(torch.linalg.vector_norm(w))
+        largest_entry = max(largest_entry, abs(alpha), beta)
+        if beta <= _LANCZOS_BREAKDOWN * largest_entry:
+            beta = 0.0
+            basis[j + 1] = _fresh_direction(op, basis[: j + 1], generator)
+        else:
+            basis[j + 1] = w / beta
+        betas.append(beta)
+    return np.array(alphas), np.array(betas)
+
+
+def spectral_density(
+    op: CurvatureOperator,
+    n_iter: int = 60,
+    n_probes: int = 4,
+    generator: torch.Generator | None = None,
+) -> SpectralDensity:
+    """Stochastic Lanczos quadrature from unit Rademacher starts (full reorthogonalisation).
+
+    Nodes are the Ritz values of each probe's tridiagonal, weights the squared first
+    components of its eigenvectors. ``n_iter`` is capped at P; with n_iter = P the nodes are
+    the whole spectrum.
+    """
+    n_steps = min(n_iter, op.n_params)
+    start_count = op.n_matvecs
+    nodes, weights = [], []
+    for probe in _rademacher(op, n_probes, generator):
+        diagonal, off_diagonal = _lanczos(op, probe, n_steps, generator)
+        ritz_values, ritz_vectors = eigh_tridiagonal(diagonal, off_diagonal)
+        nodes.append(ritz_values)
+        weights.append(ritz_vectors[0] ** 2)
+    return SpectralDensity(np.stack(nodes), np.stack(weights), op.n_matvecs - start_count)

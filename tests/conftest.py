@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def isolated_store(tmp_path, monkeypatch):
+    """Point the results cache and the figures folder at a temporary directory."""
+    cache, figures = tmp_path / "cache", tmp_path / "figures"
+    monkeypatch.setenv("EXPERIMENTS_CACHE", str(cache))
+    monkeypatch.setenv("EXPERIMENTS_FIGURES", str(figures))
+    return cache, figures
+
+
+def run_cli(*args: str, env_dirs: tuple[Path, Path] | None = None, timeout: float = 600):
+    """Run ``python -m experiments ...`` in a subprocess; return the CompletedProcess."""
+    env = dict(os.environ)
+    if env_dirs is not None:
+        env["EXPERIMENTS_CACHE"], env["EXPERIMENTS_FIGURES"] = map(str, env_dirs)
+    return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from experiments import store
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "a" / "out.json"
+    store.atomic_write_json(path, {"x": 1})
+    store.atomic_write_json(path, {"x": 2, "arr": np.arange(3)})
+    assert path.read_text().strip().startswith("{")
+    assert [p.name for p in path.parent.iterdir()] == ["out.json"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "out.json"
+    store.atomic_write_json(path, {"x": 1})
+    with pytest.raises(TypeError):
+        store.atomic_write_json(path, {"x": object()})
+    assert '"x": 1' in path.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_result_round_trip(tmp_path):
+    result = {"curve": np.linspace(0, 1, 5), "scalar": 2.5, "count": 3, "flag": True}
+    store.save_result(tmp_path / "r.npz", result)
+    loaded = store.load_result(tmp_path / "r.npz")
+    np.testing.assert_array_equal(loaded["curve"], result["curve"])
+    assert loaded["scalar"] == 2.5 and loaded["count"] == 3 and loaded["flag"] is True
+
+
+def test_run_key_depends_on_config_and_code():
+    base = store.run_key("fig", {"lr": 0.1}, "code1")
+    assert base == store.run_key("fig", {"lr": 0.1}, "code1")
+    assert base != store.run_key("fig", {"lr": 0.2}, "code1")
+    assert base != store.run_key("fig", {"lr": 0.1}, "code2")
+    assert base != store.run_key("other", {"lr": 0.1}, "code1")
+
+
+def test_checkpoint_path_only_inside_a_stored_run(tmp_path):
+    assert store.checkpoint_path("gd") is None
+    with store.checkpointing(tmp_path):
+        assert store.checkpoint_path("gd lr=0.1") == tmp_path / "gd_lr=0.1.pt"
+    assert store.checkpoint_path("gd") is None
