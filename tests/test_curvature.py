@@ -157,11 +157,12 @@ def test_matvec_matches_dense(kind, loss_name, chunk_size):
     assert op.n_matvecs == 3
 
 
+@pytest.mark.parametrize("mode", ["fwd_rev", "rev_rev"])
 @pytest.mark.parametrize("loss_name", list(LOSSES))
-def test_reverse_over_reverse_hvp_matches_dense(loss_name):
+def test_both_hvp_modes_match_dense(loss_name, mode):
     case = problem(loss_name)
     op = CurvatureOperator(case.model, LOSSES[loss_name], case.x, case.y,
-                           chunk_size=AWKWARD_CHUNK, hvp="rev_rev")
+                           chunk_size=AWKWARD_CHUNK, hvp=mode)
     vectors = torch.randn(3, op.n_params, generator=torch.Generator().manual_seed(2), dtype=DTYPE)
     products = torch.stack([op.matvec(v) for v in vectors])
     torch.testing.assert_close(products, vectors @ case.hessian, rtol=0, atol=1e-10)
