@@ -106,8 +106,12 @@ def cmd_check(args) -> int:
             if meta["scale"] in seen_scales:
                 continue
             seen_scales.add(meta["scale"])
-            cfg = module.Config(**{
-                k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
+            try:
+                cfg = module.Config(**{
+                    k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
+            except TypeError:
+                print(f"{recipe_id} ({meta['scale']}): cached with an outdated config; rerun it")
+                continue
             result = store.load_result(directory / "result.npz")
             label = f"{recipe_id} ({meta['scale']})"
             if meta["code_hash"] != current_code:

@@ -280,7 +280,7 @@ def fit(
     checkpoint: str | None = None,
     checkpoint_every: int | None = None,
     checkpoint_seconds: float = 30.0,
-    progress: str | None = None,
+    progress: str | bool = True,
 ) -> History:
     """Train ``model`` in place for up to ``steps`` optimizer steps and return its History.
 
@@ -293,6 +293,8 @@ def fit(
     classification) ``train_accuracy`` of the full training set at the parameters
     *before* that step; with minibatches also ``batch_loss`` every step. Divergence:
     a non-finite loss or one above ``divergence_factor`` × the initial loss.
+    ``progress``: a label for the progress bar, or False for none (e.g. inner runs of a
+    sweep that shows its own bar).
     """
     if steps < 0:
         raise ValueError("steps must be >= 0")
@@ -339,8 +341,10 @@ def fit(
 
     state = TrainState(model, opt, start_step, x, y, loss_fn, chunk_size, memory)
     last_save = time.monotonic()
-    bar = tqdm(total=steps, initial=start_step, desc=progress, disable=None, leave=False,
-               dynamic_ncols=True)
+    # a bar only on a terminal (disable=None) and only if the caller wants one
+    bar = tqdm(total=steps, initial=start_step, leave=False, dynamic_ncols=True,
+               desc=progress if isinstance(progress, str) else None,
+               disable=None if progress is not False else True)
     step = start_step
     try:
         while outcome is None:

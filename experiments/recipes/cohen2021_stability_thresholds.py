@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from experiments import datasets, losses
 from experiments.claims import Claim, within_relative
@@ -106,7 +107,8 @@ def final_loss_ratio(model0: nn.Module, x, y, method: str, lr: float, cfg: Confi
     """Loss after ``cfg.steps`` of SGD over the initial loss (inf once it has exploded)."""
     model = copy.deepcopy(model0)
     history = fit(model, losses.half_sum_mse, x, y, optimizer_for(method, lr, cfg.momentum),
-                  steps=cfg.steps, dtype=cfg.dtype, device=device, eval_every=cfg.steps)
+                  steps=cfg.steps, dtype=cfg.dtype, device=device, eval_every=cfg.steps,
+                  progress=False)
     if history.diverged:
         return float("inf")
     return float(history["train_loss"][-1] / history["train_loss"][0])
@@ -144,6 +146,7 @@ def run(cfg: Config, device: str) -> dict:
         result[f"theory.{method}.rho"] = stability.spectral_radius(method, grid, cfg.momentum)
         result[f"theory.{method}.a_star"] = stability.critical_step(method, cfg.momentum)
 
+    bar = tqdm(total=len(PROBLEMS) * len(METHODS), desc="thresholds", disable=None)
     for name, (model0, x, y) in problems(cfg).items():
         bias = model0.bias is not None
         lam_dense = dense_lambda_max(x, bias)
@@ -162,6 +165,8 @@ def run(cfg: Config, device: str) -> dict:
                 model0, x, y, method, etas, ratios, cfg, device)
             result[f"{name}.{method}.scan_eta"] = etas
             result[f"{name}.{method}.scan_ratio"] = np.asarray(ratios)
+            bar.update(1)
+    bar.close()
     return result
 
 
