@@ -208,20 +208,33 @@ def evaluate(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor
 
 # ---------------------------------------------------------------- minibatches
 
-class _BatchSampler:
-    """Seeded minibatch indices: reshuffled epochs (without replacement) or iid draws."""
+SAMPLINGS = ("epoch", "with_replacement", "subset")
 
-    def __init__(self, n: int, batch_size: int, replacement: bool, seed: int):
+
+class _BatchSampler:
+    """Seeded minibatch indices.
+
+    ``epoch``: reshuffle, then consecutive batches (each example once per epoch);
+    ``with_replacement``: B iid uniform indices per step;
+    ``subset``: a fresh uniform set of B distinct examples per step, independent across
+    steps (the sampling of Ma & Ying's SGD stability analysis).
+    """
+
+    def __init__(self, n: int, batch_size: int, sampling: str, seed: int):
         if not 1 <= batch_size <= n:
             raise ValueError(f"batch_size must be in [1, {n}], got {batch_size}")
-        self.n, self.batch_size, self.replacement = n, batch_size, replacement
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+        self.n, self.batch_size, self.sampling = n, batch_size, sampling
         self.generator = torch.Generator().manual_seed(seed)
         self.order = torch.empty(0, dtype=torch.long)
         self.position = 0
 
     def next(self) -> torch.Tensor:
-        if self.replacement:
+        if self.sampling == "with_replacement":
             return torch.randint(self.n, (self.batch_size,), generator=self.generator)
+        if self.sampling == "subset":
+            return torch.randperm(self.n, generator=self.generator)[: self.batch_size]
         if self.position + self.batch_size > len(self.order):
             self.order = torch.randperm(self.n, generator=self.generator)
             self.position = 0
@@ -267,6 +280,7 @@ def fit(
     steps: int,
     batch_size: int | None = None,
     replacement: bool = False,
+    sampling: str | None = None,
     chunk_size: int | None = None,
     seed: int = 0,
     dtype: str | torch.dtype | None = None,
@@ -287,7 +301,8 @@ def fit(
     ``optimizer`` is a ``torch.optim`` optimizer over ``model.parameters()`` or a factory
     ``params -> optimizer`` (preferred: it is built after the model is cast to
     ``dtype``/``device``). Full batch when ``batch_size`` is None (gradients summed over
-    chunks of ``chunk_size``); else minibatches drawn with ``seed``.
+    chunks of ``chunk_size``); else minibatches drawn with ``seed``: reshuffled epochs
+    by default, iid draws with ``replacement=True``, or any of ``SAMPLINGS`` by name.
 
     Recorded every ``eval_every`` steps: ``step``, ``train_loss`` and (for
     classification) ``train_accuracy`` of the full training set at the parameters
@@ -308,7 +323,9 @@ def fit(
         model.parameters())
     probes = list(probes)
     n = x.shape[0]
-    sampler = None if batch_size is None else _BatchSampler(n, batch_size, replacement, seed)
+    if sampling is None:
+        sampling = "with_replacement" if replacement else "epoch"
+    sampler = None if batch_size is None else _BatchSampler(n, batch_size, sampling, seed)
 
     recorder = _Recorder()
     memory: dict[str, Any] = {}

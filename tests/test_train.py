@@ -99,9 +99,22 @@ def test_minibatches_are_seeded(replacement):
 def test_epochs_without_replacement_visit_every_example_once():
     from experiments.train import _BatchSampler
 
-    sampler = _BatchSampler(24, 8, replacement=False, seed=0)
+    sampler = _BatchSampler(24, 8, "epoch", seed=0)
     epoch = torch.cat([sampler.next() for _ in range(3)])
     assert sorted(epoch.tolist()) == list(range(24))
+
+
+def test_subset_batches_are_distinct_and_cover_uniformly():
+    from experiments.train import _BatchSampler
+
+    sampler = _BatchSampler(6, 3, "subset", seed=0)
+    counts = torch.zeros(6)
+    for _ in range(3000):
+        batch = sampler.next()
+        assert len(set(batch.tolist())) == 3
+        counts[batch] += 1
+    # each example is in a batch with probability B/n = 1/2
+    assert torch.allclose(counts / 3000, torch.full((6,), 0.5), atol=0.04)
 
 
 def test_probe_schedules():
