@@ -10,6 +10,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session")
+def session_store(tmp_path_factory) -> tuple[Path, Path]:
+    """One results cache for the whole test session, so a recipe computed for its claim
+    test is reused by its paper page (same config and code, same cache key)."""
+    root = tmp_path_factory.mktemp("session-store")
+    return root / "cache", root / "figures"
+
+
 @pytest.fixture
 def isolated_store(tmp_path, monkeypatch):
     """Point the results cache and the figures folder at a temporary directory."""

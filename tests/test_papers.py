@@ -12,11 +12,11 @@ PAGES = sorted((ROOT / "papers").glob("*.md"))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
-def test_paper_page_executes(page, tmp_path, monkeypatch):
+def test_paper_page_executes(page, tmp_path, monkeypatch, session_store):
     import jupytext
     from nbclient import NotebookClient
 
-    monkeypatch.setenv("EXPERIMENTS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("EXPERIMENTS_CACHE", str(session_store[0]))
     monkeypatch.setenv("EXPERIMENTS_FIGURES", str(tmp_path / "figures"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = jupytext.read(page)
