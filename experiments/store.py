@@ -12,6 +12,7 @@ recipe can depend on (the recipe file, ``toy_models`` and the lab modules).
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import contextvars
 import hashlib
@@ -91,12 +92,48 @@ def load_result(path: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- keys
 
+def _module_file(name: str) -> Path | None:
+    """The project file of a dotted module name (``experiments.x``, ``toy_models.y``)."""
+    parts = name.split(".")
+    if parts[0] not in ("experiments", "toy_models"):
+        return None
+    base = PROJECT_ROOT.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
 def code_sources(recipe_file: Path) -> list[Path]:
-    """The files whose edits invalidate a recipe's cached results."""
-    files = [Path(recipe_file)]
-    files += sorted((PROJECT_ROOT / "toy_models").rglob("*.py"))
-    files += sorted(p for p in PACKAGE_DIR.rglob("*.py") if "recipes" not in p.parts)
-    return files
+    """The files whose edits invalidate a recipe's cached results: the recipe and every
+    project module it imports, directly or through other project modules."""
+    seen: set[Path] = set()
+    stack = [Path(recipe_file).resolve()]
+    while stack:
+        path = stack.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imported_modules(path):
+            # importing a.b.c also runs a/__init__.py and a/b/__init__.py
+            pieces = name.split(".")
+            for depth in range(1, len(pieces) + 1):
+                found = _module_file(".".join(pieces[:depth]))
+                if found is not None and found.resolve() not in seen:
+                    stack.append(found.resolve())
+    return sorted(seen)
 
 
 def code_hash(recipe_file: Path) -> str:

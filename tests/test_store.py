@@ -44,3 +44,12 @@ def test_checkpoint_path_only_inside_a_stored_run(tmp_path):
     with store.checkpointing(tmp_path):
         assert store.checkpoint_path("gd lr=0.1") == tmp_path / "gd_lr=0.1.pt"
     assert store.checkpoint_path("gd") is None
+
+
+def test_code_sources_follow_the_recipes_imports():
+    recipe = store.PACKAGE_DIR / "recipes" / "cohen2021_stability_thresholds.py"
+    names = {p.relative_to(store.PROJECT_ROOT).as_posix() for p in store.code_sources(recipe)}
+    assert {"toy_models/stability.py", "experiments/train.py",
+            "experiments/probes/curvature.py"} <= names
+    assert "toy_models/sgd_stability.py" not in names
+    assert "experiments/recipes/wu2023_stability_threshold.py" not in names
