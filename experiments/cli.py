@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
 import matplotlib
 
@@ -79,17 +80,26 @@ def cmd_run(args) -> int:
     # Validate every requested run before computing any, so bad input writes nothing.
     for recipe_id in ids:
         api.resolve(recipe_id, args.scale, args.set, args.seed)
-    rows = []
+    rows, crashed = [], []
     for recipe_id in ids:
-        outcome = api.run(recipe_id, args.scale, args.set, args.seed, device,
-                          use_cache=not args.no_cache)
+        try:
+            outcome = api.run(recipe_id, args.scale, args.set, args.seed, device,
+                              use_cache=not args.no_cache)
+        except ConfigError:
+            raise
+        except Exception:  # one broken recipe must not hide the others' results
+            traceback.print_exc()
+            crashed.append(recipe_id)
+            continue
         source = "cached" if outcome.from_cache else (
             f"{outcome.meta['provenance']['seconds']:.1f} s")
         print(f"{recipe_id}: {source}; wrote {outcome.figure_path} and {outcome.json_path}",
               flush=True)
         rows += [(recipe_id, claim) for claim in outcome.claims]
     print(table(rows))
-    return 0 if all(claim.passed for _, claim in rows) else 1
+    if crashed:
+        print(f"crashed (see the tracebacks above): {', '.join(crashed)}")
+    return 0 if all(claim.passed for _, claim in rows) and not crashed else 1
 
 
 def cmd_check(args) -> int:
