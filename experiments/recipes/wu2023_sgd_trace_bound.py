@@ -45,9 +45,9 @@ class Config:
     lrs: tuple[float, ...] = param((0.02, 0.05, 0.1, 0.2), lo=1e-5, hi=10.0)
     batch_sizes: tuple[int, ...] = param((1, 8, 0), lo=0, hi=4000,
                                          help="0 means full batch (GD)")
-    steps: int = param(20000, lo=100, hi=10**7)
+    steps: int = param(12000, lo=100, hi=10**7)
     loss_goal: float = param(1e-6, lo=0.0, hi=1.0, help="stop once the train loss is below")
-    converged_loss: float = param(1e-3, lo=0.0, hi=1.0,
+    converged_loss: float = param(2e-3, lo=0.0, hi=1.0,
                                   help="a run counts as converged if its final loss is below")
     slack: float = param(0.05, lo=0.0, hi=1.0,
                          help="allowed excess over a necessary condition (runs end near, "
