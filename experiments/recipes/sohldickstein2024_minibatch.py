@@ -1,0 +1,41 @@
+"""Sohl-Dickstein 2024, tanh, minibatch 16: plane, zoom, dimension.
+
+Every pixel is the paper's width-16 network trained with its own hyperparameters
+(``toy_models.fractal``); see ``experiments.recipes._sohldickstein2024`` for the
+zoom, the colouring and the claims, and ``papers/sohldickstein2024.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from experiments.config import param  # noqa: F401
+from experiments.recipes import _sohldickstein2024 as common
+
+PAPER = common.PAPER
+DESCRIPTION = "tanh net, minibatch-16 SGD (shared index sequence), η₀ vs η₁"
+TITLE = "tanh, minibatch 16"
+_META = common.FIELD_META
+
+
+@dataclass(frozen=True)
+class Config(common.FractalConfig):
+    batch_size: int = param(16, **_META['batch_size'])
+
+
+PRESETS = {
+    "quick": Config(x_range=(0.5, 3.5), y_range=(0.3, 2.3)),
+    "paper": Config(**common.PAPER_SCALE),
+}
+
+
+def run(cfg: Config, device: str) -> dict:
+    return common.run(cfg, device)
+
+
+def plot(result: dict, cfg: Config):
+    return common.plot(result, cfg, TITLE)
+
+
+def claims(result: dict, cfg: Config) -> list:
+    return common.claims(result, cfg)

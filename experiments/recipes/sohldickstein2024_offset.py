@@ -1,0 +1,42 @@
+"""Sohl-Dickstein 2024, tanh, W₀ offset vs learning rate: plane, zoom, dimension.
+
+Every pixel is the paper's width-16 network trained with its own hyperparameters
+(``toy_models.fractal``); see ``experiments.recipes._sohldickstein2024`` for the
+zoom, the colouring and the claims, and ``papers/sohldickstein2024.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from experiments.config import param  # noqa: F401
+from experiments.recipes import _sohldickstein2024 as common
+
+PAPER = common.PAPER
+DESCRIPTION = "tanh net, offset added to W₀ (every step, as released) vs one η"
+TITLE = "tanh, W₀ offset vs learning rate"
+_META = common.FIELD_META
+
+
+@dataclass(frozen=True)
+class Config(common.FractalConfig):
+    plane: str = param("offset_vs_lr", **_META['plane'])
+    x_range: tuple[float, ...] = param((-3.0, 3.0), **_META['x_range'])
+
+
+PRESETS = {
+    "quick": Config(x_range=(-1.0, 2.0), y_range=(0.8, 2.6)),
+    "paper": Config(**common.PAPER_SCALE),
+}
+
+
+def run(cfg: Config, device: str) -> dict:
+    return common.run(cfg, device)
+
+
+def plot(result: dict, cfg: Config):
+    return common.plot(result, cfg, TITLE)
+
+
+def claims(result: dict, cfg: Config) -> list:
+    return common.claims(result, cfg)

@@ -1,0 +1,41 @@
+"""Sohl-Dickstein 2024, tanh, full batch: plane, zoom, dimension.
+
+Every pixel is the paper's width-16 network trained with its own hyperparameters
+(``toy_models.fractal``); see ``experiments.recipes._sohldickstein2024`` for the
+zoom, the colouring and the claims, and ``papers/sohldickstein2024.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from experiments.config import param  # noqa: F401
+from experiments.recipes import _sohldickstein2024 as common
+
+PAPER = common.PAPER
+DESCRIPTION = "tanh net, full-batch GD, η₀ vs η₁"
+TITLE = "tanh, full batch"
+_META = common.FIELD_META
+
+
+@dataclass(frozen=True)
+class Config(common.FractalConfig):
+    pass
+
+
+PRESETS = {
+    "quick": Config(x_range=(0.0, 2.5), y_range=(1.2, 3.2)),
+    "paper": Config(**common.PAPER_SCALE),
+}
+
+
+def run(cfg: Config, device: str) -> dict:
+    return common.run(cfg, device)
+
+
+def plot(result: dict, cfg: Config):
+    return common.plot(result, cfg, TITLE)
+
+
+def claims(result: dict, cfg: Config) -> list:
+    return common.claims(result, cfg)
