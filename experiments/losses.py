@@ -43,3 +43,8 @@ LOSSES = {"half_sum_mse": half_sum_mse, "mean_mse": mean_mse, "cross_entropy": c
 def one_hot(labels: torch.Tensor, num_classes: int, dtype=torch.float32) -> torch.Tensor:
     """0/1 one-hot targets (Cohen et al.: 0/1 entries, not ±1)."""
     return F.one_hot(labels.long(), num_classes).to(dtype)
+
+
+def logistic(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log(1 + exp(−y·f)) per example, for a scalar output f and ±1 labels y."""
+    return F.softplus(-targets * outputs.reshape(targets.shape))
