@@ -42,8 +42,9 @@ def markdown_claim_table() -> str:
             continue
         for c in last["claims"]:
             ok = "pass" if c["passed"] else "**FAIL**"
-            lines.append(f"| `{recipe_id}` | {last['scale']} | {c['name']} | {c['expected']} | "
-                         f"{c['measured']} | {ok} |")
+            cells = [str(c[k]).replace("|", "\\|") for k in ("name", "expected", "measured")]
+            lines.append(f"| `{recipe_id}` | {last['scale']} | " + " | ".join(cells) +
+                         f" | {ok} |")
     return "\n".join(lines)
 
 
