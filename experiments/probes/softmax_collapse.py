@@ -1,0 +1,55 @@
+"""Softmax Collapse and naïve-loss-minimisation instruments (Prieto et al. 2025).
+
+Each a plain function of logits, labels or a model's parameters and gradients:
+- ``softmax_collapse_fraction``: the share of examples whose Σ_k exp(z_k − max z) is
+  exactly 1 in the loss dtype (paper Def. 3, measured as the official logger does);
+- ``zero_loss_fraction``: the share whose per-example loss is exactly 0;
+- ``logit_gap_stats``: the gap between the top logit and the others;
+- ``layer_alignment``: per parameter tensor, cos(W, −∇L) (Fig. 5);
+- ``weight_norm``: the L2 norm of all parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def softmax_collapse_fraction(logits: torch.Tensor, dtype: torch.dtype | None = None) -> float:
+    """Fraction of rows whose Σ_k exp(z_k − max_k z_k) evaluates to exactly 1 in ``dtype``."""
+    z = logits.detach() if dtype is None else logits.detach().to(dtype)
+    total = torch.exp(z - z.max(dim=1, keepdim=True).values).sum(dim=1)
+    return float((total == 1).double().mean())
+
+
+def zero_loss_fraction(per_example_loss: torch.Tensor) -> float:
+    """Fraction of examples whose loss is exactly 0 (the correct-class gradient is then 0)."""
+    return float((per_example_loss.detach() == 0).double().mean())
+
+
+def logit_gap_stats(logits: torch.Tensor) -> dict[str, float]:
+    """Top logit minus the second largest: min, median and max over examples."""
+    top2 = logits.detach().double().topk(2, dim=1).values
+    gap = top2[:, 0] - top2[:, 1]
+    return {"min": float(gap.min()), "median": float(gap.median()), "max": float(gap.max())}
+
+
+def layer_alignment(model: nn.Module) -> dict[str, float]:
+    """cos(W, −∇_W L) per parameter tensor, from the gradients held in ``.grad``.
+
+    Positive when the descent direction points along W, i.e. growing the weights lowers
+    the loss: the naïve-loss-minimisation direction of a homogeneous net (Prieto Fig. 5).
+    """
+    out = {}
+    for name, param in model.named_parameters():
+        if param.grad is None:
+            continue
+        w, g = param.detach().double().flatten(), param.grad.detach().double().flatten()
+        denom = w.norm() * g.norm()
+        out[name] = float(-(w @ g) / denom) if denom > 0 else 0.0
+    return out
+
+
+def weight_norm(model: nn.Module) -> float:
+    """‖θ‖₂ over all parameters."""
+    return float(torch.sqrt(sum(p.detach().double().pow(2).sum() for p in model.parameters())))
