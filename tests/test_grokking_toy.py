@@ -12,7 +12,6 @@ from experiments.optim import OrthoGrad
 from experiments.probes import softmax_collapse as sc
 from toy_models import grokking as g
 
-
 # --- data -------------------------------------------------------------------------------
 
 def test_modular_split_is_deterministic_disjoint_and_complete():
@@ -204,7 +203,7 @@ def test_global_orthograd_step_is_orthogonal_to_theta_and_descends():
     opt.base.step()
     step = _flat(p.detach() for p in model.parameters()) - theta0
     assert abs(float(step @ theta0)) < 1e-12 * float(step.norm() * theta0.norm())
-    assert float(loss()) < before
+    assert float(loss().detach()) < before
 
 
 def test_per_tensor_orthograd_keeps_each_gradient_norm():
