@@ -97,6 +97,12 @@ def _provenance(device: str, cfg: Any, seconds: float) -> dict[str, Any]:
     }
 
 
+def run_directory(recipe_id: str, module: ModuleType, cfg: Any) -> Path:
+    """Where the store keeps this config's result (its name is the config hash)."""
+    code = store.code_hash(Path(module.__file__))
+    return store.run_dir(recipe_id, store.run_key(recipe_id, config_mod.to_dict(cfg), code))
+
+
 def compute(recipe_id: str, module: ModuleType, cfg: Any, scale: str, device: str,
             use_cache: bool = True) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """(result, meta, from_cache): the stored result for this config and code, or a new run.

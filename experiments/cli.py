@@ -1,4 +1,4 @@
-"""``python -m experiments list | params | run | check | bench``.
+"""``python -m experiments list | params | run | check | bench | sweep``.
 
 Exit codes: 0 every claim passes, 1 a claim fails, 2 bad input (one line on
 stderr naming the problem; nothing written).
@@ -143,6 +143,12 @@ def cmd_bench(args) -> int:
     return bench.main(quick=args.quick)
 
 
+def cmd_sweep(args) -> int:
+    from experiments import sweep
+
+    return sweep.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m experiments",
                      description="Rerun the papers' figures and check their claims.")
@@ -169,11 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="speed and memory benchmark table")
     bench.add_argument("--quick", action="store_true", help="fewer repeats")
+
+    from experiments import sweep as sweep_mod
+
+    sweep = sub.add_parser("sweep", help="a grid of runs (local processes or Slurm), one store, "
+                                         "one summary figure")
+    sweep_mod.add_arguments(sweep)
     return parser
 
 
 COMMANDS = {"list": cmd_list, "params": cmd_params, "run": cmd_run, "check": cmd_check,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

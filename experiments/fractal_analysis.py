@@ -10,6 +10,11 @@ hyperparameter of the plane, with the chosen windows in ``windows.json`` and one
 killed run resumes from the keyframes already there; asking for a higher resolution
 computes (refines) one keyframe at a time inside the windows already chosen, so the
 sequence of windows does not move when it is refined.
+
+A plane can also be split into tiles (:func:`tile_bounds`), computed as independent
+runs (sweep points, e.g. a Slurm job array) and put back together by
+:func:`stitch_tiles`; :func:`seed_keyframe` then puts the stitched plane into the zoom
+cache, where the recipe finds it as its first keyframe.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -185,3 +191,64 @@ def zoom_sequence(compute: Callable[[Window, int], np.ndarray], first: Window, k
 
 def zoom_point_window(score: np.ndarray, window: Window) -> Window:
     return zoom_window(window, zoom_point(score, window))
+
+
+# ---------------------------------------------------------------- tiles
+
+def tile_grid(tiles: int) -> tuple[int, int]:
+    """(rows, cols) of a split into ``tiles`` rectangles: the factor pair nearest a square
+    (4 → 2×2, 6 → 2×3, 7 → 1×7)."""
+    if tiles < 1:
+        raise ValueError(f"tiles must be >= 1, got {tiles}")
+    rows = max(d for d in range(1, math.isqrt(tiles) + 1) if tiles % d == 0)
+    return rows, tiles // rows
+
+
+def tile_bounds(resolution: int, tiles: int, tile: int) -> tuple[int, int, int, int]:
+    """Pixel rows r0:r1 and columns c0:c1 of tile number ``tile`` (row-major) of a
+    resolution × resolution plane split into ``tiles`` near-equal rectangles."""
+    rows, cols = tile_grid(tiles)
+    if not 0 <= tile < tiles:
+        raise ValueError(f"tile must be in 0..{tiles - 1}, got {tile}")
+    if rows > resolution or cols > resolution:
+        raise ValueError(f"{tiles} tiles ({rows}×{cols}) do not fit {resolution}² pixels")
+    r, c = divmod(tile, cols)
+    return (r * resolution // rows, (r + 1) * resolution // rows,
+            c * resolution // cols, (c + 1) * resolution // cols)
+
+
+def stitch_tiles(parts: Sequence[tuple[Sequence[int], np.ndarray]], resolution: int) -> np.ndarray:
+    """The full plane from (bounds (r0, r1, c0, c1), tile score) pairs; every pixel must be
+    covered exactly once."""
+    plane = np.full((resolution, resolution), np.nan)
+    covered = np.zeros((resolution, resolution), dtype=np.int64)
+    for bounds, score in parts:
+        r0, r1, c0, c1 = (int(b) for b in bounds)
+        plane[r0:r1, c0:c1] = score
+        covered[r0:r1, c0:c1] += 1
+    if not np.all(covered == 1):
+        raise ValueError(f"tiles cover {np.sum(covered > 0)} of {resolution ** 2} pixels "
+                         f"({np.sum(covered > 1)} more than once)")
+    return plane
+
+
+def seed_keyframe(hyperparameters: dict, first: Window, resolution: int, score: np.ndarray,
+                  cache: Path | None = None) -> str:
+    """Put a plane computed elsewhere (stitched tiles) into the zoom cache as keyframe 0.
+
+    Returns "written", or, when keyframe 0 is already cached, "equal" or "different"
+    (the cached file is then left as it is).
+    """
+    root = store.cache_root() / "fractal-zoom" if cache is None else Path(cache)
+    directory = root / canonical_name(hyperparameters)
+    path = directory / f"keyframe-00-r{resolution}.npz"
+    if path.exists():
+        cached, window = _load_keyframe(path)
+        same = np.allclose(window, first) and np.array_equal(cached, score)
+        return "equal" if same else "different"
+    _save_keyframe(path, np.asarray(score, dtype=np.float64), first)
+    manifest = directory / "windows.json"
+    if not manifest.exists():
+        store.atomic_write_json(manifest, {"hyperparameters": hyperparameters,
+                                           "windows": [list(first)]})
+    return "written"

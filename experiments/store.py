@@ -5,6 +5,8 @@ Layout (under the cache root, ``.cache/experiments`` in the project by default):
     <id>/<key>/result.npz      the arrays and scalars that ``run`` returned
     <id>/<key>/meta.json       scale, resolved config, code hash, provenance
     <id>/<key>/checkpoints/    training checkpoints while a run is in progress
+    <id>/<key>/.lock           held (flock) by the process computing the run (sweeps)
+    <id>/<key>/error.json      a sweep point that crashed: its error and traceback
 
 ``key`` hashes the recipe id, the resolved config and the source of the code the
 recipe can depend on (the recipe file, ``toy_models`` and the lab modules).
@@ -15,12 +17,14 @@ from __future__ import annotations
 import ast
 import contextlib
 import contextvars
+import fcntl
 import hashlib
 import io
 import json
 import os
 import platform
 import resource
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -164,6 +168,59 @@ def cached_runs(recipe_id: str) -> list[tuple[Path, dict[str, Any]]]:
                 runs.append((meta_path.parent, json.loads(meta_path.read_text())))
     runs.sort(key=lambda item: item[1].get("finished_at", 0.0), reverse=True)
     return runs
+
+
+def is_complete(directory: Path) -> bool:
+    """A run is done only once its result and its meta are both in the store."""
+    return (Path(directory) / "result.npz").exists() and (Path(directory) / "meta.json").exists()
+
+
+# ---------------------------------------------------------------- run locks
+
+@contextlib.contextmanager
+def run_lock(directory: Path) -> Iterator[bool]:
+    """Try to take the exclusive lock of a run directory (``.lock``, ``fcntl.flock``).
+
+    Yields True when this process holds it and False when another process does; never
+    blocks. The kernel drops the lock when its holder exits or is killed, so a dead
+    worker leaves no stale lock. (Linux NFS clients map flock to POSIX locks, which
+    NFSv4 servers honour across nodes; without working locks the content-addressed
+    run directories and atomic writes still keep every result whole.)
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def lock_held(directory: Path) -> bool:
+    """True while some process holds the run directory's lock (it is computing the run)."""
+    try:
+        fd = os.open(Path(directory) / ".lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -7,6 +7,11 @@ sequence (each keyframe 2× narrower around a boundary point of the previous one
 cached and resumable through ``experiments.fractal_analysis``) and measures the
 boundary: both phases present, the edge-pixel fraction under zoom, and the
 box-counting dimension (median of the per-scale slopes over all keyframes).
+
+With ``tiles`` > 1 a run computes one tile (``tile``) of the first keyframe's plane
+only; ``python -m experiments sweep <id> --tiles N`` runs the N tiles as independent
+points and :func:`stitch` puts them back together (and into the zoom cache, where a
+full run of the recipe then finds its first keyframe).
 """
 
 from __future__ import annotations
@@ -59,12 +64,24 @@ class FractalConfig:
                              help="torch threads on CPU (0 = torch's default); 1 avoids "
                                   "OpenMP spin-waits on a shared 2-core machine")
     seed: int = param(0, lo=0, help="data and initialisation seed (shared by every pixel)")
+    tiles: int = param(1, lo=1, hi=1 << 20,
+                       help="split the first keyframe's plane into this many tiles, each one "
+                            "run (sweep --tiles N); 1 = the whole recipe")
+    tile: int = param(-1, lo=-1, hi=1 << 20,
+                      help="the tile this run computes, 0..tiles-1; -1 = the whole recipe")
 
     def __post_init__(self):
         for name in ("x_range", "y_range"):
             lo_hi = getattr(self, name)
             if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1]:
                 raise ValueError(f"{name}: expected lo,hi with lo < hi, got {lo_hi}")
+        if self.tile >= self.tiles:
+            raise ValueError(f"tile: {self.tile} is not below tiles = {self.tiles}")
+        if self.tiles > 1 and self.tile < 0:
+            raise ValueError(f"tiles = {self.tiles} needs tile in 0..{self.tiles - 1} "
+                             "(sweep --tiles N sets it)")
+        if self.tile >= 0:
+            fa.tile_bounds(self.resolution, self.tiles, self.tile)  # the tiles must fit
 
 
 FIELD_META = {f.name: dict(f.metadata) for f in dataclasses.fields(FractalConfig)}
@@ -86,11 +103,13 @@ def hyperparameters(cfg: FractalConfig) -> dict:
 
 
 def plane_scores(cfg: FractalConfig, window: fa.Window, resolution: int, device: str,
-                 offset_mode: str | None = None) -> np.ndarray:
-    """The (resolution, resolution) score array of one window, rows = y axis."""
+                 offset_mode: str | None = None, rows: slice = slice(None),
+                 cols: slice = slice(None)) -> np.ndarray:
+    """The (resolution, resolution) score array of one window, rows = y axis (or the
+    ``rows`` × ``cols`` part of it: the same pixel values, fewer pixels)."""
     problem = fractal.make_problem(cfg.activation, n_data=cfg.n_data, seed=cfg.seed)
-    xs = fa.axis_values(window[0], window[1], resolution)
-    ys = fa.axis_values(window[2], window[3], resolution)
+    xs = fa.axis_values(window[0], window[1], resolution)[cols]
+    ys = fa.axis_values(window[2], window[3], resolution)[rows]
     gx, gy = np.meshgrid(xs, ys)
     common = dict(batch_size=cfg.batch_size or None, chunk=cfg.chunk, dtype=cfg.dtype,
                   device=device)
@@ -103,6 +122,8 @@ def plane_scores(cfg: FractalConfig, window: fa.Window, resolution: int, device:
 
 
 def run(cfg: FractalConfig, device: str) -> dict:
+    if cfg.tile >= 0:
+        return run_tile(cfg, device)
     threads = torch.get_num_threads()
     if device == "cpu" and cfg.cpu_threads:
         torch.set_num_threads(cfg.cpu_threads)
@@ -147,6 +168,58 @@ def run(cfg: FractalConfig, device: str) -> dict:
     return result
 
 
+# ---------------------------------------------------------------- tiles
+
+def run_tile(cfg: FractalConfig, device: str) -> dict:
+    """One tile of the first keyframe's plane (pixels r0:r1 × c0:c1), in float64."""
+    r0, r1, c0, c1 = fa.tile_bounds(cfg.resolution, cfg.tiles, cfg.tile)
+    threads = torch.get_num_threads()
+    if device == "cpu" and cfg.cpu_threads:
+        torch.set_num_threads(cfg.cpu_threads)
+    started = time.perf_counter()
+    try:
+        score = plane_scores(cfg, (*cfg.x_range, *cfg.y_range), cfg.resolution, device,
+                             rows=slice(r0, r1), cols=slice(c0, c1))
+    finally:
+        torch.set_num_threads(threads)
+    seconds = time.perf_counter() - started
+    return {"tile.score": score, "tile.bounds": np.array([r0, r1, c0, c1]),
+            "window": np.array([*cfg.x_range, *cfg.y_range]),
+            "converged_fraction": float(np.mean(score < 0)), "seconds": seconds,
+            "pixel_steps_per_second": score.size * cfg.steps / seconds}
+
+
+def stitch(tile_results: list[dict], cfg: FractalConfig) -> dict:
+    """The first keyframe's plane from all its tiles, its boundary statistics, and whether
+    it went into the zoom cache ("written") or matched the plane already there."""
+    window = tuple(float(v) for v in tile_results[0]["window"])
+    plane = fa.stitch_tiles([(r["tile.bounds"], r["tile.score"]) for r in tile_results],
+                            cfg.resolution)
+    edge = fa.boundary_pixels(plane)
+    return {
+        "score": plane, "window": np.asarray(window),
+        "bounds": np.array([r["tile.bounds"] for r in tile_results]),
+        "converged_fraction": float(np.mean(plane < 0)), "edge_fraction": float(edge.mean()),
+        "dimension": fa.box_counting_dimension(edge),
+        "keyframe_cache": fa.seed_keyframe(hyperparameters(cfg), window, cfg.resolution, plane),
+    }
+
+
+def draw_stitched(ax, stitched: dict, cfg: FractalConfig) -> None:
+    """The stitched plane in the paper's colours, tile borders dashed."""
+    from matplotlib.patches import Rectangle
+
+    window = stitched["window"]
+    _show(ax, stitched["score"], window)
+    dx = (window[1] - window[0]) / cfg.resolution
+    dy = (window[3] - window[2]) / cfg.resolution
+    for r0, r1, c0, c1 in stitched["bounds"]:
+        ax.add_patch(Rectangle((window[0] + c0 * dx, window[2] + r0 * dy), (c1 - c0) * dx,
+                               (r1 - r0) * dy, fill=False, lw=0.8, ls="--", ec="k"))
+    xlabel, ylabel = AXIS_LABELS[cfg.plane]
+    ax.set(xlabel=f"log10 {xlabel}", ylabel=f"log10 {ylabel}")
+
+
 # ---------------------------------------------------------------- colouring and figure
 
 def paper_colours(score: np.ndarray) -> np.ndarray:
@@ -180,6 +253,12 @@ def plot(result: dict, cfg: FractalConfig, title: str = ""):
 
     from experiments import plotting
 
+    if "tile.score" in result:  # one tile of the first keyframe
+        fig, axes = plotting.subplots(1, 1, width=4.2, height=3.6)
+        r0, r1, c0, c1 = result["tile.bounds"]
+        _show(axes[0, 0], result["tile.score"])
+        axes[0, 0].set(title=f"tile {cfg.tile} of {cfg.tiles}: rows {r0}:{r1}, cols {c0}:{c1}")
+        return fig
     k_total = sum(1 for key in result if key.startswith("keyframe.") and key.endswith(".score"))
     has_other = "other_reading.score" in result
     ncols = 2 + has_other
@@ -235,6 +314,8 @@ DIM_MARGIN = 0.1
 
 
 def claims(result: dict, cfg: FractalConfig) -> list[Claim]:
+    if "tile.score" in result:  # a tile has no claims; the stitched plane is the figure
+        return []
     conv = np.asarray(result["converged_fraction"])
     edge = np.asarray(result["edge_fraction"])
     dims = np.asarray(result["keyframe_dimension"])

@@ -39,3 +39,8 @@ def plot(result: dict, cfg: Config):
 
 def claims(result: dict, cfg: Config) -> list:
     return common.claims(result, cfg)
+
+
+# split into tiles by ``python -m experiments sweep <id> --tiles N``, stitched back here
+stitch = common.stitch
+draw_stitched = common.draw_stitched

@@ -1,0 +1,235 @@
+"""Sweeps: grid parsing and validation, resume after a killed worker, crashed points,
+tile stitching, locks, and the submitit local executor round-trip.
+
+The points are tiny planes of the fractal recipe (16² pixels, 20 steps: well under a
+second each), so the tests exercise the real process pool and submitit jobs quickly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from conftest import files_under, run_cli
+
+from experiments import api, cli, store, sweep
+from experiments import fractal_analysis as fa
+from experiments.config import ConfigError
+from experiments.recipes import _sohldickstein2024 as fractal_recipe
+
+RECIPE = "sohldickstein2024-tanh"
+TINY = ("resolution=16", "steps=20", "keyframes=2", "n_data=16")
+TINY_ARGS = [arg for item in TINY for arg in ("--set", item)]
+
+
+def base_config():
+    return api.resolve(RECIPE, "quick")[1]
+
+
+# ---------------------------------------------------------------- grid parsing
+
+def test_grid_values_lists_ranges_and_tuples():
+    assert sweep.grid_values("seed", "0:5", int) == ["0", "1", "2", "3", "4"]
+    assert sweep.grid_values("seed", "1:10:3", int) == ["1", "4", "7"]
+    assert sweep.grid_values("lr", "0.01, 0.02,0.04", float) == ["0.01", "0.02", "0.04"]
+    assert sweep.grid_values("x_range", "0,1;1,2", tuple[float, ...]) == ["0,1", "1,2"]
+    with pytest.raises(ConfigError, match="integer"):
+        sweep.grid_values("lr", "0.1:0.5", float)
+    with pytest.raises(ConfigError, match="twice"):
+        sweep.grid_values("seed", "1,1", int)
+    with pytest.raises(ConfigError, match="no values"):
+        sweep.grid_values("seed", "5:5", int)
+
+
+def test_plan_is_the_cartesian_product_in_grid_order():
+    plan = sweep.make_plan(RECIPE, "quick", ["steps=20,30", "seed=0:3"], list(TINY[:1]))
+    assert [p.label for p in plan.points] == [
+        f"steps={s}, seed={k}" for s in (20, 30) for k in range(3)]
+    assert [(p.config.steps, p.config.seed) for p in plan.points] == [
+        (s, k) for s in (20, 30) for k in range(3)]
+    # every point's run directory is the one a single `run` of its config uses
+    module, cfg = api.resolve(RECIPE, "quick", ["resolution=16", "steps=30", "seed=2"])
+    assert plan.points[-1].directory == api.run_directory(RECIPE, module, cfg)
+    assert len({p.key for p in plan.points}) == 6
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--grid", "stepz=20,30"], "did you mean steps"),
+    (["--grid", "steps=20,30,10"], "grid point steps=10: steps: 10 is out of range"),
+    (["--grid", "seed=0:3", "--grid", "steps=20,forty"], "expected an integer"),
+    (["--grid", "x_range=0,1;2,1"], "x_range: expected lo,hi with lo < hi"),
+    (["--grid", "seed=0.5:2"], "ranges take integers"),
+    (["--grid", "seed=0:2", "--set", "seed=1"], "set both"),
+    (["--grid", "seed=0:2", "--grid", "seed=3"], "given twice"),
+    (["--set", "steps=5"], "out of range"),
+    (["--tiles", "10000"], "do not fit"),
+    (["--executor", "cloud"], "--executor"),
+    (["--slurm", "partitoin=gpu"], "unknown key 'partitoin'"),
+    (["--slurm", "time=an hour"], "expected int"),
+])
+def test_bad_grid_exits_2_with_one_line_and_writes_nothing(isolated_store, capsys, args,
+                                                           fragment):
+    code = cli.main(["sweep", RECIPE, *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and fragment in err[0], err
+    assert files_under(isolated_store[0].parent) == []
+
+
+def test_tiles_need_a_recipe_that_can_stitch(isolated_store, capsys):
+    code = cli.main(["sweep", "cohen2021-stability-thresholds", "--tiles", "4"])
+    assert code == 2 and "cannot be split into tiles" in capsys.readouterr().err
+    assert files_under(isolated_store[0].parent) == []
+
+
+def test_bad_grid_through_the_real_command_line(tmp_path):
+    dirs = (tmp_path / "cache", tmp_path / "figures")
+    proc = run_cli("sweep", RECIPE, "--grid", "seed=0:2", "--grid", "steps=20,3",
+                   env_dirs=dirs, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert files_under(tmp_path) == []
+
+
+def test_claim_value_reads_the_measured_number():
+    assert sweep.claim_value("mean S/(2/η) = 1.028") == pytest.approx(1.028)
+    assert sweep.claim_value("D = 0.963 (median of slopes); per keyframe 1.00") == 0.963
+    assert sweep.claim_value("converged fractions 0.426, 0.5") == 0.426
+    assert np.isnan(sweep.claim_value("never reaches 2/η"))
+
+
+def test_slurm_parameters_map_to_submitit_names():
+    params = sweep.slurm_parameters(["partition=gpu", "time=90", "gpus=1", "mem=16",
+                                     "array_parallelism=8", "account=lab"])
+    assert params == {"slurm_partition": "gpu", "timeout_min": 90, "gpus_per_node": 1,
+                      "mem_gb": 16.0, "slurm_array_parallelism": 8, "slurm_account": "lab"}
+
+
+def test_each_worker_gets_its_own_cores():
+    assert sweep.core_share(0, 1, [0, 1]) == (0,) and sweep.core_share(1, 1, [0, 1]) == (1,)
+    assert sweep.core_share(1, 2, [0, 1, 2, 3]) == (2, 3)
+    assert sweep.core_share(3, 1, [0, 1]) == (1,)  # more workers than cores: shared
+
+
+# ---------------------------------------------------------------- reliability
+
+def _sweep_cli(dirs, *args, env=None, timeout=300):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    full = dict(os.environ, EXPERIMENTS_CACHE=str(dirs[0]), EXPERIMENTS_FIGURES=str(dirs[1]),
+                **(env or {}))
+    return subprocess.run([sys.executable, "-m", "experiments", "sweep", RECIPE, *TINY_ARGS,
+                           *args], cwd=ROOT, env=full, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_killed_worker_point_reruns_next_time_and_only_it(tmp_path):
+    dirs = (tmp_path / "cache", tmp_path / "figures")
+    grid = ["--grid", "seed=0:3", "--jobs", "1", "--no-progress"]
+    first = _sweep_cli(dirs, *grid, env={sweep.FAULT_ENV: "kill:seed=1"})
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "seed=1: killed" in first.stdout and "2 ran, 1 killed" in first.stdout
+    summary = json.loads((dirs[1] / f"{RECIPE}-sweep.json").read_text())
+    assert [p["status"] for p in summary["points"]] == ["done", "missing", "done"]
+    done = {p["grid"]["seed"]: dirs[0] / RECIPE / p["config_hash"] / "result.npz"
+            for p in summary["points"] if p["status"] == "done"}
+    stamps = {seed: path.stat().st_mtime_ns for seed, path in done.items()}
+
+    second = _sweep_cli(dirs, *grid)
+    assert "3 points, 1 to run" in second.stdout and "1 ran in" in second.stdout, second.stdout
+    assert {seed: path.stat().st_mtime_ns for seed, path in done.items()} == stamps
+    summary = json.loads((dirs[1] / f"{RECIPE}-sweep.json").read_text())
+    assert [p["status"] for p in summary["points"]] == ["done"] * 3
+    assert (dirs[1] / f"{RECIPE}-sweep.png").stat().st_size > 10_000
+    # the stored points are the single runs' cache: `run` of one of them computes nothing
+    single = run_cli("run", RECIPE, *TINY_ARGS, "--set", "seed=1", env_dirs=dirs)
+    assert ": cached;" in single.stdout, single.stdout
+
+
+def test_a_crashing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
+    dirs = (tmp_path / "cache", tmp_path / "figures")
+    grid = ["--grid", "seed=0:2", "--grid", "dtype=float64,float32"]
+    proc = _sweep_cli(dirs, *grid, "--jobs", "2", "--scalar", "claim:both phases",
+                      env={sweep.FAULT_ENV: "crash:seed=0, dtype=float32"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    summary = json.loads((dirs[1] / f"{RECIPE}-sweep.json").read_text())
+    status = {(p["grid"]["seed"], p["grid"]["dtype"]): p for p in summary["points"]}
+    crashed = status[("0", "float32")]
+    assert crashed["status"] == "failed" and "injected fault" in crashed["error"]
+    assert [status[k]["status"] for k in (("0", "float64"), ("1", "float64"),
+                                          ("1", "float32"))] == ["done"] * 3
+    assert summary["counts"] == {"done": 3, "running": 0, "failed": 1, "missing": 0}
+    # a claim's measured number is the plotted scalar (heatmap over steps × seed)
+    point = status[("1", "float64")]
+    assert point["value"] == point["claims"][0]["value"] is not None
+    record = json.loads((dirs[0] / RECIPE / crashed["config_hash"] / sweep.ERROR_FILE)
+                        .read_text())
+    assert "RuntimeError" in record["traceback"]
+    report = _sweep_cli(dirs, *grid, "--status")
+    assert "failed" in report.stdout and "3 done" in report.stdout
+
+
+def test_a_point_locked_by_another_sweep_is_left_to_it(isolated_store):
+    plan = sweep.make_plan(RECIPE, "quick", ["seed=0:2"], list(TINY))
+    busy = plan.points[1]
+    with store.run_lock(busy.directory) as mine:
+        assert mine
+        assert sweep.point_status(busy) == "running"
+        with store.run_lock(busy.directory) as again:  # a second holder is refused
+            assert not again
+        records = sweep.execute(plan, "local", jobs=1, progress=False).records
+    by_label = {r["label"]: r["status"] for r in records}
+    assert by_label == {"seed=0": "ran", "seed=1": "busy"}
+    assert sweep.point_status(plan.points[0]) == "done"
+    assert sweep.point_status(busy) == "missing" and not store.is_complete(busy.directory)
+
+
+# ---------------------------------------------------------------- tiles
+
+@pytest.mark.parametrize("resolution, n_data, tiles", [(16, 16, 4), (19, 17, 6), (16, 5, 7)])
+def test_stitched_tiles_equal_the_one_process_plane(resolution, n_data, tiles):
+    cfg = api.resolve(RECIPE, "quick", [f"resolution={resolution}", "steps=20",
+                                        f"n_data={n_data}", "chunk=5"])[1]
+    window = (*cfg.x_range, *cfg.y_range)
+    whole = fractal_recipe.plane_scores(cfg, window, resolution, "cpu")
+    parts = [fractal_recipe.run_tile(dataclasses.replace(cfg, tiles=tiles, tile=t), "cpu")
+             for t in range(tiles)]
+    assert sum(p["tile.score"].size for p in parts) == resolution ** 2
+    stitched = fa.stitch_tiles([(p["tile.bounds"], p["tile.score"]) for p in parts], resolution)
+    assert np.array_equal(stitched, whole)
+    assert 0 < np.mean(whole < 0) < 1  # both phases: the comparison sees the boundary
+
+
+def test_tile_bounds_cover_the_plane_once():
+    assert fa.tile_grid(4) == (2, 2) and fa.tile_grid(6) == (2, 3) and fa.tile_grid(7) == (1, 7)
+    bounds = [fa.tile_bounds(10, 6, t) for t in range(6)]
+    cover = np.zeros((10, 10), int)
+    for r0, r1, c0, c1 in bounds:
+        cover[r0:r1, c0:c1] += 1
+    assert np.all(cover == 1)
+    with pytest.raises(ValueError, match="cover"):
+        fa.stitch_tiles([(bounds[0], np.zeros((5, 3)))], 10)
+
+
+def test_submitit_local_round_trip_and_tile_sweep(isolated_store):
+    # two points as pickled submitit jobs in subprocesses ...
+    result = sweep.sweep(RECIPE, grid={"seed": [0, 1]}, overrides=dict(
+        s.split("=") for s in TINY), executor="submitit-local", jobs=2, progress=False)
+    assert [r["status"] for r in result.ran] == ["ran", "ran"]
+    assert result.summary["counts"]["done"] == 2
+    assert not (isolated_store[1] / f"{RECIPE}-sweep.json").exists()  # write=False
+    for point, outcome in result.outcomes():
+        # ... stored exactly what this process computes for the same config
+        cfg = point.config
+        here = fractal_recipe.plane_scores(cfg, (*cfg.x_range, *cfg.y_range), cfg.resolution,
+                                           "cpu")
+        assert np.array_equal(outcome.result["keyframe.0.score"], here.astype(np.float32))
+    # the seed-0 plane is in the zoom cache now; its 4 tiles stitched back must equal it
+    tiled = sweep.sweep(RECIPE, overrides=dict(s.split("=") for s in TINY), tiles=4,
+                        progress=False)
+    assert [g["keyframe_cache"] for g in tiled.summary["stitched"]] == ["equal"]
+    assert tiled.summary["stitched"][0]["complete"]
