@@ -239,3 +239,14 @@ def test_orthograd_passes_every_base_argument_and_checkpoints():
                                    zip(state, opt.base.state.values(), strict=True))
     np.testing.assert_array_equal(_flat(clone.parameters()).detach().numpy(),
                                   _flat(model.parameters()).detach().numpy())
+
+
+def test_stablemax_collapses_only_at_astronomical_gaps():
+    z = torch.zeros(8, 113, dtype=torch.float64)
+    z[:, 0] = 100.0     # softmax: collapsed in float32 (gap ≫ 21.3)
+    assert sc.softmax_collapse_fraction(z, torch.float32) == 1.0
+    assert sc.stablemax_collapse_fraction(z, torch.float32) == 0.0
+    # s grows linearly: 112 runner-ups at share 1/(1 + Δ) vanish once 112/(1 + Δ) < 2^-24
+    z[:, 0] = 1e10
+    assert sc.stablemax_collapse_fraction(z, torch.float32) == 1.0
+    assert sc.stablemax_collapse_fraction(z, torch.float64) == 0.0

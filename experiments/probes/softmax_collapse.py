@@ -3,6 +3,7 @@
 Each a plain function of logits, labels or a model's parameters and gradients:
 - ``softmax_collapse_fraction``: the share of examples whose Σ_k exp(z_k − max z) is
   exactly 1 in the loss dtype (paper Def. 3, measured as the official logger does);
+- ``stablemax_collapse_fraction``: the same test for StableMax's sum;
 - ``zero_loss_fraction``: the share whose per-example loss is exactly 0;
 - ``logit_gap_stats``: the gap between the top logit and the others;
 - ``layer_alignment``: per parameter tensor, cos(W, −∇L) (Fig. 5);
@@ -19,6 +20,19 @@ def softmax_collapse_fraction(logits: torch.Tensor, dtype: torch.dtype | None = 
     """Fraction of rows whose Σ_k exp(z_k − max_k z_k) evaluates to exactly 1 in ``dtype``."""
     z = logits.detach() if dtype is None else logits.detach().to(dtype)
     total = torch.exp(z - z.max(dim=1, keepdim=True).values).sum(dim=1)
+    return float((total == 1).double().mean())
+
+
+def stablemax_collapse_fraction(logits: torch.Tensor, dtype: torch.dtype | None = None) -> float:
+    """The same test for StableMax: Σ_k s(z_k) / s(max z) evaluates to exactly 1 in ``dtype``.
+
+    s grows linearly, so this needs gaps of order 2^p (float32: ~10⁷), not p·ln 2.
+    """
+    from toy_models.grokking import stablemax_s
+
+    z = logits.detach() if dtype is None else logits.detach().to(dtype)
+    s = stablemax_s(z)
+    total = (s / s.max(dim=1, keepdim=True).values).sum(dim=1)
     return float((total == 1).double().mean())
 
 
