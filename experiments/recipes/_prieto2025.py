@@ -94,3 +94,9 @@ def first_step(steps, values, threshold: float) -> float:
     """The first probed step with value ≥ threshold; inf if never."""
     hits = [int(s) for s, v in zip(steps, values, strict=True) if v >= threshold]
     return float(hits[0]) if hits else float("inf")
+
+
+def arrays_of(result: dict, prefix: str) -> dict:
+    """The entries of ``result`` under ``prefix.`` with the prefix removed."""
+    head = prefix + "."
+    return {k[len(head):]: v for k, v in result.items() if k.startswith(head)}

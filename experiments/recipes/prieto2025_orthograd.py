@@ -136,9 +136,9 @@ def plot(result: dict, cfg: Config):
 
     ax = axes[0, 0]
     for name in _runs(result, "mlp"):
-        r = lambda k, n=name: result[f"mlp.{n}.{k}"]  # noqa: E731
-        ax.plot(r("step"), r("train_acc"), color=colors[name], ls="--")
-        ax.plot(r("step"), r("test_acc"), color=colors[name], label=LABELS[name])
+        r = pr.arrays_of(result, f"mlp.{name}")
+        ax.plot(r["step"], r["train_acc"], color=colors[name], ls="--")
+        ax.plot(r["step"], r["test_acc"], color=colors[name], label=LABELS[name])
     ax.set(xlabel="epoch (full-batch step)", ylabel="accuracy (dashed: train)",
            title=f"MLP, {cfg.operation} mod {cfg.p}, {cfg.train_fraction:.0%} split",
            ylim=(-0.02, 1.02))
@@ -153,9 +153,9 @@ def plot(result: dict, cfg: Config):
 
     ax = axes[0, 2]
     for name in _runs(result, "mlp"):
-        r = lambda k, n=name: result[f"mlp.{n}.{k}"]  # noqa: E731
-        ax.plot(r("step"), r("sc_fraction"), color=colors[name], label=LABELS[name])
-        ax.plot(r("step"), r("zero_loss"), color=colors[name], ls=":")
+        r = pr.arrays_of(result, f"mlp.{name}")
+        ax.plot(r["step"], r["sc_fraction"], color=colors[name], label=LABELS[name])
+        ax.plot(r["step"], r["zero_loss"], color=colors[name], ls=":")
     ax.set(xlabel="epoch", ylabel="fraction of train set", ylim=(-0.02, 1.02),
            title="Softmax Collapse (dotted: loss exactly 0)")
     ax.legend(loc="upper left")
@@ -163,9 +163,9 @@ def plot(result: dict, cfg: Config):
     if has_transformer:
         ax = axes[0, 3]
         for name in _runs(result, "transformer"):
-            r = lambda k, n=name: result[f"transformer.{n}.{k}"]  # noqa: E731
-            ax.plot(r("step"), r("train_acc"), color=colors[name], ls="--")
-            ax.plot(r("step"), r("test_acc"), color=colors[name], label=LABELS[name])
+            r = pr.arrays_of(result, f"transformer.{name}")
+            ax.plot(r["step"], r["train_acc"], color=colors[name], ls="--")
+            ax.plot(r["step"], r["test_acc"], color=colors[name], label=LABELS[name])
         ax.set(xlabel="epoch", ylabel="accuracy (dashed: train)", ylim=(-0.02, 1.02),
                title=f"Transformer (Fig. 6a), lr {cfg.transformer_lr:g}")
         ax.legend(loc="center right")
@@ -174,8 +174,7 @@ def plot(result: dict, cfg: Config):
 
 def claims(result: dict, cfg: Config) -> list[Claim]:
     out = []
-    ortho = {k.split(".", 2)[2]: v for k, v in result.items() if k.startswith("mlp.ortho_adamw.")}
-    adamw = {k.split(".", 2)[2]: v for k, v in result.items() if k.startswith("mlp.adamw.")}
+    ortho, adamw = pr.arrays_of(result, "mlp.ortho_adamw"), pr.arrays_of(result, "mlp.adamw")
     reach = pr.first_step(ortho["step"], ortho["test_acc"], TEST_GOAL)
     out.append(is_true(f"⊥AdamW (lr {cfg.ortho_lr:g}) reaches ≥ 99% test within "
                        f"{cfg.ortho_epochs} epochs", reach <= cfg.ortho_epochs,

@@ -82,10 +82,10 @@ def plot(result: dict, cfg: Config):
     for col, split in enumerate(cfg.splits):
         top, bottom = axes[0, col], axes[1, col]
         for dtype in DTYPES:
-            r = lambda k, d=dtype: result[f"{split:g}.{d}.{k}"]  # noqa: E731
-            top.plot(r("step"), r("test_acc"), color=colors[dtype], label=f"{dtype} test")
-            top.plot(r("step"), r("train_acc"), color=colors[dtype], ls="--", lw=0.8)
-            bottom.plot(r("step"), r("sc_fraction"), color=colors[dtype], label=dtype)
+            r = pr.arrays_of(result, f"{split:g}.{dtype}")
+            top.plot(r["step"], r["test_acc"], color=colors[dtype], label=f"{dtype} test")
+            top.plot(r["step"], r["train_acc"], color=colors[dtype], ls="--", lw=0.8)
+            bottom.plot(r["step"], r["sc_fraction"], color=colors[dtype], label=dtype)
             t = onset(result, split, dtype)
             if np.isfinite(t):
                 for ax in (top, bottom):

@@ -98,11 +98,11 @@ def plot(result: dict, cfg: Config):
     for i, task in enumerate(task_names):
         acc, norm = axes[0, 2 * i], axes[0, 2 * i + 1]
         for loss_kind in LOSSES:
-            r = lambda k, lk=loss_kind: result[f"{task}.{lk}.{k}"]  # noqa: E731
-            acc.plot(r("step"), r("train_acc"), color=colors[loss_kind], ls="--", lw=0.9)
-            acc.plot(r("step"), r("test_acc"), color=colors[loss_kind],
+            r = pr.arrays_of(result, f"{task}.{loss_kind}")
+            acc.plot(r["step"], r["train_acc"], color=colors[loss_kind], ls="--", lw=0.9)
+            acc.plot(r["step"], r["test_acc"], color=colors[loss_kind],
                      label=f"{loss_kind} test")
-            norm.plot(r("step"), r("weight_norm"), color=colors[loss_kind], label=loss_kind)
+            norm.plot(r["step"], r["weight_norm"], color=colors[loss_kind], label=loss_kind)
         acc.axhline(result[f"{task}.chance"], color="gray", lw=0.6)
         title = TITLES[task].format(op=cfg.operation, p=cfg.p, split=cfg.train_fraction)
         acc.set(xlabel="epoch", ylabel="accuracy (dashed: train)", ylim=(-0.02, 1.02),
@@ -117,8 +117,7 @@ def claims(result: dict, cfg: Config) -> list[Claim]:
     out = []
     for task in (t for t in TITLES if f"{t}.chance" in result):
         source = SOURCE_1B if task == "modular" else SOURCE_4
-        st = {k.split(".", 2)[2]: v for k, v in result.items() if k.startswith(f"{task}.stablemax.")}
-        sm = {k.split(".", 2)[2]: v for k, v in result.items() if k.startswith(f"{task}.softmax.")}
+        st, sm = pr.arrays_of(result, f"{task}.stablemax"), pr.arrays_of(result, f"{task}.softmax")
         chance = result[f"{task}.chance"]
         fit = pr.first_step(st["step"], st["train_acc"], 1.0)
         grok = pr.first_step(st["step"], st["test_acc"], cfg.test_goal)
