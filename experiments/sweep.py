@@ -59,7 +59,8 @@ EXECUTORS = ("local", "slurm", "submitit-local")
 STATUSES = ("done", "running", "failed", "missing")
 ERROR_FILE = "error.json"
 LOG_FILE = "sweep.log"
-# Test hook: "crash:<label>" makes that point raise, "kill:<label>" kills its worker.
+# Test hook: "crash:<label>" makes that point raise, "kill:<label>" kills its worker
+# (several entries separated by "|").
 FAULT_ENV = "EXPERIMENTS_SWEEP_FAULT"
 CLAIMS_PASSED = "claims_passed"  # the default scalar: the fraction of a point's claims passing
 
@@ -171,6 +172,8 @@ def make_plan(recipe_id: str, scale: str = "quick", grid: Iterable[str] = (),
                               "(the sohldickstein2024-* recipes can)")
         if tiles < 1:
             raise ConfigError(f"--tiles: expected a positive number, got {tiles}")
+        if "tile" in dict(axes):
+            raise ConfigError("tile: set both by --grid and by --tiles")
         fixed.append(f"tiles={tiles}")
         axes.append(("tile", [str(t) for t in range(tiles)]))
     set_keys = [item.split("=", 1)[0].strip() for item in fixed]
@@ -246,8 +249,10 @@ def _pin(threads: int | None, cpus: tuple[int, ...] | None) -> None:
 
 
 def _fault(label: str) -> None:
-    kind, _, target = os.environ.get(FAULT_ENV, "").partition(":")
-    if target and target == label:
+    for entry in os.environ.get(FAULT_ENV, "").split("|"):
+        kind, _, target = entry.partition(":")
+        if target != label:
+            continue
         if kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         if kind == "crash":
@@ -695,9 +700,10 @@ def plot_summary(plan: Plan, summary: dict[str, Any]):
     rows = summary["points"]
     axes_keys = plan.axes
     seeds = dict(plan.grid).get("seed", [None])
-    title = (f"{plan.recipe_id} ({plan.scale}): {summary['counts']['done']}/{len(rows)} "
-             f"points done" + (f", mean ± std over {len(seeds)} seeds" if seeds != [None]
+    title = (f"{plan.recipe_id} ({plan.scale}) sweep\n{summary['counts']['done']}/{len(rows)} "
+             f"points done" + (f"; mean ± 1 std over {len(seeds)} seeds" if seeds != [None]
                                else ""))
+    ylabel = scalar.removeprefix("claim:")
 
     def values_at(assign: dict[str, str]) -> list[float]:
         return [r["value"] if r["value"] is not None else math.nan for r in rows
@@ -716,7 +722,7 @@ def plot_summary(plan: Plan, summary: dict[str, Any]):
                                                           else "")
                 ax.text(j, i, text, ha="center", va="center", fontsize=8)
         image = ax.imshow(mean, origin="lower", cmap="viridis", aspect="auto")
-        fig.colorbar(image, ax=ax, label=scalar)
+        fig.colorbar(image, ax=ax, label=ylabel)
         ax.set(xticks=range(len(xs)), xticklabels=xs, yticks=range(len(ys)), yticklabels=ys,
                xlabel=kx, ylabel=ky)
         ax.grid(False)
@@ -736,28 +742,29 @@ def plot_summary(plan: Plan, summary: dict[str, Any]):
             label = ", ".join(f"{k}={v}" for k, v in fixed.items()) or None
             if kx == "seed":  # no other axis: every seed on its own, mean as a line
                 vals = [values_at({**fixed, "seed": x})[0] for x in xs]
-                ax.plot(positions, vals, "o", color=color, label=label)
+                ax.plot(positions, vals, "o", color=color, label=label or "one seed")
                 m, s, _ = _seed_stats(vals)
-                ax.axhline(m, color=color, lw=1.2)
-                ax.axhspan(m - s, m + s, color=color, alpha=0.2)
+                ax.axhline(m, color=color, lw=1.2, label=None if label else "mean")
+                ax.axhspan(m - s, m + s, color=color, alpha=0.2,
+                           label=None if label else "±1 std")
                 continue
             stats = [_seed_stats(values_at({**fixed, kx: x})) for x in xs]
             mean = np.array([st[0] for st in stats])
             std = np.array([st[1] for st in stats])
-            ax.plot(positions, mean, "o-", color=color, label=label)
+            ax.plot(positions, mean, "o-", color=color, label=label or "mean over seeds")
             if seeds != [None]:
                 ax.fill_between(positions, mean - std, mean + std, color=color, alpha=0.2,
-                                lw=0)
-                for x, pos in zip(xs, positions, strict=True):
+                                lw=0, label=None if label else "±1 std")
+                for i, (x, pos) in enumerate(zip(xs, positions, strict=True)):
                     vals = values_at({**fixed, kx: x})
-                    ax.plot([pos] * len(vals), vals, ".", color=color, ms=3, alpha=0.6)
+                    ax.plot([pos] * len(vals), vals, ".", color=color, ms=4, alpha=0.7,
+                            label=None if label or i else "one seed")
         if use_numbers and positions.min() > 0 and positions.max() / positions.min() >= 10:
             ax.set_xscale("log")
         if not use_numbers:
             ax.set_xticks(positions, xs)
-        ax.set(xlabel=kx, ylabel=scalar)
-        if len(combos) > 1:
-            ax.legend()
+        ax.set(xlabel=kx, ylabel=ylabel)
+        ax.legend()
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
         title += f"; {len(failed)} failed"

@@ -127,50 +127,42 @@ def _sweep_cli(dirs, *args, env=None, timeout=300):
                           timeout=timeout)
 
 
-def test_killed_worker_point_reruns_next_time_and_only_it(tmp_path):
+def test_crashed_and_killed_points_do_not_stop_the_sweep_and_only_they_rerun(tmp_path):
     dirs = (tmp_path / "cache", tmp_path / "figures")
-    grid = ["--grid", "seed=0:3", "--jobs", "1", "--no-progress"]
-    first = _sweep_cli(dirs, *grid, env={sweep.FAULT_ENV: "kill:seed=1"})
+    grid = ["--grid", "seed=0:2", "--grid", "dtype=float64,float32", "--jobs", "1"]
+    faults = "crash:seed=0, dtype=float32|kill:seed=1, dtype=float64"
+    first = _sweep_cli(dirs, *grid, "--scalar", "claim:both phases",
+                       env={sweep.FAULT_ENV: faults})
     assert first.returncode == 1, first.stdout + first.stderr
-    assert "seed=1: killed" in first.stdout and "2 ran, 1 killed" in first.stdout
-    summary = json.loads((dirs[1] / f"{RECIPE}-sweep.json").read_text())
-    assert [p["status"] for p in summary["points"]] == ["done", "missing", "done"]
-    done = {p["grid"]["seed"]: dirs[0] / RECIPE / p["config_hash"] / "result.npz"
-            for p in summary["points"] if p["status"] == "done"}
-    stamps = {seed: path.stat().st_mtime_ns for seed, path in done.items()}
-
-    second = _sweep_cli(dirs, *grid)
-    assert "3 points, 1 to run" in second.stdout and "1 ran in" in second.stdout, second.stdout
-    assert {seed: path.stat().st_mtime_ns for seed, path in done.items()} == stamps
-    summary = json.loads((dirs[1] / f"{RECIPE}-sweep.json").read_text())
-    assert [p["status"] for p in summary["points"]] == ["done"] * 3
-    assert (dirs[1] / f"{RECIPE}-sweep.png").stat().st_size > 10_000
-    # the stored points are the single runs' cache: `run` of one of them computes nothing
-    single = run_cli("run", RECIPE, *TINY_ARGS, "--set", "seed=1", env_dirs=dirs)
-    assert ": cached;" in single.stdout, single.stdout
-
-
-def test_a_crashing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
-    dirs = (tmp_path / "cache", tmp_path / "figures")
-    grid = ["--grid", "seed=0:2", "--grid", "dtype=float64,float32"]
-    proc = _sweep_cli(dirs, *grid, "--jobs", "2", "--scalar", "claim:both phases",
-                      env={sweep.FAULT_ENV: "crash:seed=0, dtype=float32"})
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "seed=1, dtype=float64: killed" in first.stdout, first.stdout
     summary = json.loads((dirs[1] / f"{RECIPE}-sweep.json").read_text())
     status = {(p["grid"]["seed"], p["grid"]["dtype"]): p for p in summary["points"]}
     crashed = status[("0", "float32")]
     assert crashed["status"] == "failed" and "injected fault" in crashed["error"]
-    assert [status[k]["status"] for k in (("0", "float64"), ("1", "float64"),
-                                          ("1", "float32"))] == ["done"] * 3
-    assert summary["counts"] == {"done": 3, "running": 0, "failed": 1, "missing": 0}
-    # a claim's measured number is the plotted scalar (heatmap over steps × seed)
-    point = status[("1", "float64")]
-    assert point["value"] == point["claims"][0]["value"] is not None
+    assert status[("1", "float64")]["status"] == "missing"  # its worker died
+    assert summary["counts"] == {"done": 2, "running": 0, "failed": 1, "missing": 1}
     record = json.loads((dirs[0] / RECIPE / crashed["config_hash"] / sweep.ERROR_FILE)
                         .read_text())
     assert "RuntimeError" in record["traceback"]
+    # a claim's measured number is the plotted scalar
+    point = status[("0", "float64")]
+    assert point["value"] == point["claims"][0]["value"] is not None
+    done = {k: dirs[0] / RECIPE / p["config_hash"] / "result.npz" for k, p in status.items()
+            if p["status"] == "done"}
+    stamps = {k: path.stat().st_mtime_ns for k, path in done.items()}
     report = _sweep_cli(dirs, *grid, "--status")
-    assert "failed" in report.stdout and "3 done" in report.stdout
+    assert "2 done, 0 running, 1 failed, 1 missing" in report.stdout, report.stdout
+
+    second = _sweep_cli(dirs, *grid)  # the same command, no faults: only the two rerun
+    assert "4 points, 2 to run" in second.stdout and "2 ran in" in second.stdout, second.stdout
+    assert {k: path.stat().st_mtime_ns for k, path in done.items()} == stamps
+    summary = json.loads((dirs[1] / f"{RECIPE}-sweep.json").read_text())
+    assert [p["status"] for p in summary["points"]] == ["done"] * 4
+    assert not (dirs[0] / RECIPE / crashed["config_hash"] / sweep.ERROR_FILE).exists()
+    assert (dirs[1] / f"{RECIPE}-sweep.png").stat().st_size > 10_000
+    # the stored points are the single runs' cache: `run` of one of them computes nothing
+    single = run_cli("run", RECIPE, *TINY_ARGS, "--set", "seed=1", env_dirs=dirs)
+    assert ": cached;" in single.stdout, single.stdout
 
 
 def test_a_point_locked_by_another_sweep_is_left_to_it(isolated_store):
