@@ -939,6 +939,14 @@ def main(args) -> int:
         else:
             print(f"  {row['config_hash']}  {label}: {row['status']}"
                   + (f" ({row['error']})" if row.get("error") else ""))
+    for group in summary.get("stitched", []):
+        label = ", ".join(f"{k}={v}" for k, v in group["grid"].items()) or "plane"
+        if not group["complete"]:
+            print(f"  {label}: not all {group['tiles']} tiles done yet")
+            continue
+        print(f"  {label}: {group['tiles']} tiles stitched; converged fraction "
+              f"{group['converged_fraction']:.4f}, edge fraction {group['edge_fraction']:.4f}, "
+              f"D = {group['dimension']:.3f}; keyframe cache: {group['keyframe_cache']}")
     return 0 if summary["passed"] else 1
 
 
