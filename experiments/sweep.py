@@ -761,7 +761,7 @@ def plot_summary(plan: Plan, summary: dict[str, Any]):
                             label=None if label or i else "one seed")
         if use_numbers and positions.min() > 0 and positions.max() / positions.min() >= 10:
             ax.set_xscale("log")
-        if not use_numbers:
+        if not use_numbers or kx == "seed":
             ax.set_xticks(positions, xs)
         ax.set(xlabel=kx, ylabel=ylabel)
         ax.legend()
@@ -830,7 +830,7 @@ def collect(plan: Plan, scalar: str | None = None, write: bool = True
         out = store.figures_root()
         plotting.save(fig, out / f"{plan.recipe_id}-sweep.png")
         store.atomic_write_json(out / f"{plan.recipe_id}-sweep.json", summary)
-        plt.close(fig)
+    plt.close(fig)  # returned, not left open in pyplot (a notebook shows it when asked)
     return summary, fig
 
 
