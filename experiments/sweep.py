@@ -713,15 +713,16 @@ def plot_summary(plan: Plan, summary: dict[str, Any]):
         (kx, xs), (ky, ys) = [(k, dict(plan.grid)[k]) for k in axes_keys]
         fig, axs = plotting.subplots(1, 1, width=1.0 + 1.1 * len(xs), height=1.2 + 0.8 * len(ys))
         ax = axs[0, 0]
-        mean = np.full((len(ys), len(xs)), np.nan)
-        for i, y in enumerate(ys):
-            for j, x in enumerate(xs):
-                m, s, n = _seed_stats(values_at({kx: x, ky: y}))
-                mean[i, j] = m
+        cells = [[_seed_stats(values_at({kx: x, ky: y})) for x in xs] for y in ys]
+        mean = np.array([[m for m, _, _ in row] for row in cells])
+        image = ax.imshow(mean, origin="lower", cmap="viridis", aspect="auto")
+        for i, row in enumerate(cells):
+            for j, (m, s, n) in enumerate(row):
                 text = "n/a" if n == 0 else f"{m:.3g}" + (f"\n±{s:.2g}" if seeds != [None]
                                                           else "")
-                ax.text(j, i, text, ha="center", va="center", fontsize=8)
-        image = ax.imshow(mean, origin="lower", cmap="viridis", aspect="auto")
+                dark = n > 0 and image.norm(m) < 0.5
+                ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                        color="w" if dark else "k")
         fig.colorbar(image, ax=ax, label=ylabel)
         ax.set(xticks=range(len(xs)), xticklabels=xs, yticks=range(len(ys)), yticklabels=ys,
                xlabel=kx, ylabel=ky)
@@ -841,7 +842,8 @@ def status_table(plan: Plan) -> str:
     for point in plan.points:
         status = point_status(point)
         counts[status] += 1
-        extra = read_error(point) if status == "failed" else states.get(point.label, "")
+        extra = read_error(point) if status == "failed" else (
+            "" if status == "done" else states.get(point.label, ""))
         lines.append(f"  {status:8s} {point.key}  {point.label}" + (f"  {extra}" if extra
                                                                     else ""))
     head = f"{plan.recipe_id} ({plan.scale}): " + ", ".join(f"{v} {k}" for k, v in

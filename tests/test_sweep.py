@@ -127,7 +127,8 @@ def _sweep_cli(dirs, *args, env=None, timeout=300):
                           timeout=timeout)
 
 
-def test_crashed_and_killed_points_do_not_stop_the_sweep_and_only_they_rerun(tmp_path):
+def test_crashed_and_killed_points_do_not_stop_the_sweep_and_only_they_rerun(tmp_path,
+                                                                             monkeypatch):
     dirs = (tmp_path / "cache", tmp_path / "figures")
     grid = ["--grid", "seed=0:2", "--grid", "dtype=float64,float32", "--jobs", "1"]
     faults = "crash:seed=0, dtype=float32|kill:seed=1, dtype=float64"
@@ -150,8 +151,11 @@ def test_crashed_and_killed_points_do_not_stop_the_sweep_and_only_they_rerun(tmp
     done = {k: dirs[0] / RECIPE / p["config_hash"] / "result.npz" for k, p in status.items()
             if p["status"] == "done"}
     stamps = {k: path.stat().st_mtime_ns for k, path in done.items()}
-    report = _sweep_cli(dirs, *grid, "--status")
-    assert "2 done, 0 running, 1 failed, 1 missing" in report.stdout, report.stdout
+    monkeypatch.setenv("EXPERIMENTS_CACHE", str(dirs[0]))
+    monkeypatch.setenv("EXPERIMENTS_FIGURES", str(dirs[1]))
+    plan = sweep.make_plan(RECIPE, "quick", ["seed=0:2", "dtype=float64,float32"], list(TINY))
+    report = sweep.status_table(plan)
+    assert "2 done, 0 running, 1 failed, 1 missing" in report and "injected fault" in report
 
     second = _sweep_cli(dirs, *grid)  # the same command, no faults: only the two rerun
     assert "4 points, 2 to run" in second.stdout and "2 ran in" in second.stdout, second.stdout
@@ -161,8 +165,9 @@ def test_crashed_and_killed_points_do_not_stop_the_sweep_and_only_they_rerun(tmp
     assert not (dirs[0] / RECIPE / crashed["config_hash"] / sweep.ERROR_FILE).exists()
     assert (dirs[1] / f"{RECIPE}-sweep.png").stat().st_size > 10_000
     # the stored points are the single runs' cache: `run` of one of them computes nothing
-    single = run_cli("run", RECIPE, *TINY_ARGS, "--set", "seed=1", env_dirs=dirs)
-    assert ": cached;" in single.stdout, single.stdout
+    single = api.run(RECIPE, "quick", [*TINY, "seed=1", "dtype=float32"], device="cpu",
+                     write=False)
+    assert single.from_cache
 
 
 def test_a_point_locked_by_another_sweep_is_left_to_it(isolated_store):
@@ -225,3 +230,50 @@ def test_submitit_local_round_trip_and_tile_sweep(isolated_store):
                         progress=False)
     assert [g["keyframe_cache"] for g in tiled.summary["stitched"]] == ["equal"]
     assert tiled.summary["stitched"][0]["complete"]
+
+
+def test_slurm_job_array_through_a_stand_in_scheduler(tmp_path, monkeypatch):
+    """The Slurm path end to end, with ``sbatch``/``srun`` stand-ins: the sweep writes one
+    job-array script with the requested resources, then each array task runs exactly as
+    the script's command would on a node (Slurm's variables set), and the status and the
+    summary read the results from the store."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncp "$1" {tmp_path}/submitted.sh\n'
+                                    'echo "Submitted batch job 4242"\n')
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    path = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    dirs = (tmp_path / "cache", tmp_path / "figures")
+    grid = ["--grid", "seed=0:2"]
+    submit = _sweep_cli(dirs, *grid, "--executor", "slurm", "--slurm", "partition=gpu",
+                        "--slurm", "time=10", "--slurm", "gpus=1", "--jobs", "2", env=path)
+    assert submit.returncode == 0 and "submitted 2 points" in submit.stdout, submit.stderr
+    script = (tmp_path / "submitted.sh").read_text()
+    for line in ("--array=0-1%2", "--partition=gpu", "--time=10", "--gpus-per-node=1"):
+        assert f"#SBATCH {line}" in script
+    monkeypatch.setenv("EXPERIMENTS_CACHE", str(dirs[0]))
+    monkeypatch.setenv("EXPERIMENTS_FIGURES", str(dirs[1]))
+    plan = sweep.make_plan(RECIPE, "quick", ["seed=0:2"], list(TINY))
+    assert [sweep.point_status(p) for p in plan.points] == ["missing", "missing"]
+    folder = re.search(r"-m submitit\.core\._submit (\S+)", script).group(1)
+    for task in (0, 1):
+        slurm = {"SLURM_JOB_ID": str(4243 + task), "SLURM_ARRAY_JOB_ID": "4242",
+                 "SLURM_ARRAY_TASK_ID": str(task), "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
+                 "SLURM_NTASKS": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_NODEID": "0",
+                 "SLURM_JOB_NODELIST": "node1", "SLURM_CPUS_PER_TASK": "1",
+                 "SUBMITIT_EXECUTOR": "slurm"}
+        node = subprocess.run([sys.executable, "-u", "-m", "submitit.core._submit", folder],
+                              env=dict(os.environ, **path, **slurm), capture_output=True,
+                              text=True, timeout=300)
+        assert "Job completed successfully" in node.stdout + node.stderr, node.stderr
+    assert [sweep.point_status(p) for p in plan.points] == ["done", "done"]
+    sweep.collect(plan)
+    summary = json.loads((dirs[1] / f"{RECIPE}-sweep.json").read_text())
+    assert summary["counts"]["done"] == 2
