@@ -432,12 +432,14 @@ def submitit_executor(kind: str, folder: Path, params: dict[str, Any]):
 
 
 def run_submitit(tasks: list[Task], executor, jobs: int | None,
-                 report: Callable[[Task, dict], None], wait_for: bool = True) -> list:
+                 report: Callable[[Task, dict], None], wait_for: bool = True,
+                 pin: Callable[[Task, int], Task] | None = None) -> list:
     """Submit ``run_point`` for every task through a submitit executor.
 
     ``jobs`` None: all at once as one job array (Slurm's array parallelism limits it);
     otherwise at most ``jobs`` in flight (submitit's local executor has no limit of its
-    own). With ``wait_for`` the results are collected as the jobs end.
+    own), each in a free slot 0..jobs-1 that ``pin`` turns into its cores. With
+    ``wait_for`` the results are collected as the jobs end.
     """
     submitted = []
     if jobs is None:
@@ -450,11 +452,14 @@ def run_submitit(tasks: list[Task], executor, jobs: int | None,
         inflight = dict(submitted)
     else:
         pending, inflight = list(tasks), {}
+    slots: dict[Any, int] = {}
     while pending or inflight:
         while pending and len(inflight) < jobs:
+            slot = min(set(range(jobs)) - set(slots.values()))
             task = pending.pop(0)
+            task = pin(task, slot) if pin is not None else task
             job = executor.submit(run_point, task)
-            inflight[job] = task
+            inflight[job], slots[job] = task, slot
             submitted.append((job, task))
         finished = [job for job in inflight if job.done()]
         if not finished:
@@ -462,6 +467,7 @@ def run_submitit(tasks: list[Task], executor, jobs: int | None,
             continue
         for job in finished:
             task = inflight.pop(job)
+            slots.pop(job, None)
             try:
                 record = job.result()
             except Exception as err:  # the job itself died (killed, timed out, node lost)
@@ -520,11 +526,13 @@ def execute(plan: Plan, executor: str = "local", jobs: int | None = 1,
             ex = submitit_executor(executor, folder, slurm or {})
             if executor == "submitit-local":
                 threads, cores = worker_threads(jobs or 1)
-                tasks = [dataclasses.replace(t, threads=threads,
-                                             cpus=core_share(i % (jobs or 1), threads, cores))
-                         for i, t in enumerate(tasks)]
+
+                def pin(task: Task, slot: int) -> Task:
+                    return dataclasses.replace(task, threads=threads,
+                                               cpus=core_share(slot, threads, cores))
+
                 with _thread_env(threads):
-                    submitted = run_submitit(tasks, ex, jobs or 1, tracker, wait_for)
+                    submitted = run_submitit(tasks, ex, jobs or 1, tracker, wait_for, pin)
             else:
                 submitted = run_submitit(tasks, ex, None, tracker, wait_for)
             write_manifest(plan, executor, folder, submitted)
