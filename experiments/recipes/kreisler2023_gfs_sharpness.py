@@ -122,7 +122,7 @@ PRESETS = {
     "quick": Config(),
     "paper": Config(depths=(2, 3, 4, 5, 6, 8), inits=64, outside_inits=32,
                     scalar_steps=100000, n_train=1000, width=200, lr=0.1, mlp_steps=3000,
-                    checkpoint_every=300, first_checkpoint=0, flow_loss_goal=1e-4,
+                    checkpoint_every=500, first_checkpoint=0, flow_loss_goal=1e-4,
                     flow_max_time=20000.0),
 }
 
