@@ -147,7 +147,8 @@ def plot(result: dict, cfg: Config):
     ax.set(xlabel="epoch (full-batch step)", ylabel="accuracy (dashed: train)",
            title=f"MLP, {cfg.operation} mod {cfg.p}, {cfg.train_fraction:.0%} split",
            ylim=(-0.02, 1.02))
-    ax.legend(loc="center right", title="solid: test", title_fontsize=7)
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 0.12), title="solid: test",
+              title_fontsize=7)
 
     ax = axes[0, 1]
     for name in _runs(result, "mlp"):
@@ -168,7 +169,7 @@ def plot(result: dict, cfg: Config):
         ax.axhline(gap, color="k", ls="--", lw=0.7)
         ax.text(0, gap, f"float32: {text}", fontsize=6, va="bottom")
     ax.set(xlabel="epoch", ylabel="median top-2 logit gap", ylim=(0, 25),
-           title="Towards Softmax Collapse (dotted: SC fraction ×25)")
+           title="Logit gap vs float32 absorption (dotted: SC ×25)")
     ax.legend(loc="center right")
 
     if has_transformer:
