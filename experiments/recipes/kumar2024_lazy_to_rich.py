@@ -84,9 +84,10 @@ class Config:
 
 PRESETS = {
     "quick": Config(),
-    # the authors' Fig. 1/3 sizes (D = 100, N = 500) at P/D = 4, more seeds and steps
-    "paper": Config(seeds=5, dim=100, width=500, n_train=400, steps=10000, probe_points=200,
-                    n_test=20000, cross_steps=10000),
+    # the authors' Fig. 1/3 sizes (D = 100, N = 500) at P/D = 4, more seeds; at D = 100
+    # feature learning needs more e-folds (≈ ln(2D/αε)), so the α window moves down
+    "paper": Config(seeds=5, dim=100, width=500, n_train=400, alphas=(1.0, 1.5, 2.0),
+                    steps=5000, probe_points=160, n_test=20000, cross_steps=5000),
 }
 
 
@@ -343,7 +344,7 @@ def plot(result: dict, cfg: Config):
         k = key(alpha)
         train = result[f"{k}.train_loss"]
         _band(ax, steps, train / train[:, :1], color, ls="--", lw=1)
-        _band(ax, steps, result[f"{k}.test_loss"] / test0, color, f"α = {alpha:g}", lw=1.8)
+        _band(ax, steps, result[f"{k}.test_loss"] / test0, color, lw=1.8)
         row = ev[alpha][0]
         for t, marker, name, norm in ((row["t_fit"], "o", "train_loss", train[0, 0]),
                                       (row["t_grok"], "s", "test_loss", test0)):
@@ -357,12 +358,12 @@ def plot(result: dict, cfg: Config):
                label="kernel regression with Θ₀" + (" (mean)" if cfg.seeds > 1 else ""))
     ax.axhline(GROK * float(np.mean(level)) / test0, color="gray", ls="-.", lw=0.8,
                label=f"{GROK:g} × kernel level")
-    ax.set(xscale="log", ylim=(0, 1.35), xlabel="GD step",
+    ax.set(xscale="log", ylim=(0, 1.5), xlabel="GD step",
            ylabel="loss / loss at init (dashed: train)",
            title=f"Full-batch GD, η = η₀N/α² (η₀ = {cfg.eta0:g})")
-    ax.legend(loc="upper right", fontsize=7,
-              title=f"○ train ≤ {FIT:g}·start, □ test ≤ {GROK:g}·kernel (seed 0)",
-              title_fontsize=7)
+    ax.legend(loc="upper right", fontsize=6.5,
+              title=f"○ train ≤ {FIT:g}·start; □ test ≤ {GROK:g}·kernel\n(seed 0; colours: α "
+                    "as in the next panels)", title_fontsize=6.5)
 
     ax = axes[0, 1]
     for alpha, color in zip(cfg.alphas, colors, strict=False):
@@ -398,12 +399,12 @@ def plot(result: dict, cfg: Config):
         ax.plot(s[keep], result[f"cross.{method}.test_loss"][keep] / test0, color=color,
                 label=method)
     ax.axhline(float(level[0]) / test0, color="k", ls="--", lw=1, label="kernel level")
-    ax.set(xscale="log", ylim=(0, 1.35), xlabel="optimizer step",
+    ax.set(xscale="log", ylim=(0, 1.6), xlabel="optimizer step",
            ylabel="loss / loss at init (dashed: train)",
            title=f"Cross-check at α = {mid:g}, seed 0")
-    ax.legend(loc="upper right", fontsize=7,
-              title=f"Adam lr {cfg.cross_adam_lr:g}/α; SGD B = {cfg.cross_batch}, "
-                    f"momentum {cfg.cross_momentum:g}", title_fontsize=7)
+    ax.legend(loc="upper right", fontsize=6.5,
+              title=f"Adam lr {cfg.cross_adam_lr:g}/α\nSGD B = {cfg.cross_batch}, "
+                    f"momentum {cfg.cross_momentum:g}", title_fontsize=6.5)
     return fig
 
 
@@ -426,16 +427,24 @@ def claims(result: dict, cfg: Config) -> list[Claim]:
         f"strictly increasing over α = {', '.join(f'{a:g}' for a in cfg.alphas)}",
         "; ".join(parts), SOURCE))
 
-    ratios = [(a, s, ev[a][s].get("test_at_fit", math.nan), ev[a][s].get("lazy_at_fit",
-                                                                            math.nan))
-              for a in cfg.alphas for s in range(cfg.seeds)]
-    near = all(math.isfinite(r) and abs(r - 1) <= KERNEL_TOL for _, _, r, _ in ratios)
+    init = float(result["init_test"])
+    rows, near = [], True
+    for a in cfg.alphas:
+        for s in range(cfg.seeds):
+            row = ev[a][s]
+            ratio = row.get("test_at_fit", math.nan)
+            level = row["kernel_level"]
+            # at the kernel level, and nearer to it than to the untrained net's test loss
+            ok = (math.isfinite(ratio) and abs(ratio - 1) <= KERNEL_TOL
+                  and abs(ratio * level - level) < abs(ratio * level - init))
+            near &= ok
+            rows.append(f"α={a:g}/s{s}: {fmt(ratio, 3)} (linearised net "
+                        f"{fmt(row.get('lazy_at_fit', math.nan), 3)}; init {fmt(init / level, 3)})")
     out.append(is_true(
         "test loss at the fit is at the initial-NTK kernel-regression level", near,
-        f"|L_test/L_kernel − 1| ≤ {KERNEL_TOL:g} at the first step with train ≤ {FIT:g}× "
-        "its start, every α and seed",
-        "; ".join(f"α={a:g}/s{s}: {fmt(r, 3)} (linearised net {fmt(q, 3)})"
-                  for a, s, r, q in ratios), SOURCE))
+        f"L_test/L_kernel within 1 ± {KERNEL_TOL:g} and nearer L_kernel than L_init at the first "
+        f"step with train ≤ {FIT:g}× its start, every α and seed",
+        "; ".join(rows), SOURCE))
 
     grow_ok, parts = True, []
     for a in cfg.alphas:
