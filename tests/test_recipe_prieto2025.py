@@ -14,7 +14,7 @@ from experiments import api
 from toy_models import grokking as g
 
 RECIPES = {"prieto2025-orthograd": 4, "prieto2025-softmax-collapse": 2,
-           "prieto2025-stablemax": 6, "prieto2025-nlm-alignment": 2}
+           "prieto2025-stablemax": 3, "prieto2025-nlm-alignment": 2}
 
 
 @pytest.fixture(scope="module")

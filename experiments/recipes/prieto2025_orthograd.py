@@ -143,12 +143,10 @@ def plot(result: dict, cfg: Config):
     for name in _runs(result, "mlp"):
         r = pr.arrays_of(result, f"mlp.{name}")
         ax.plot(r["step"], r["train_acc"], color=colors[name], ls="--")
-        ax.plot(r["step"], r["test_acc"], color=colors[name], label=LABELS[name])
-    ax.set(xlabel="epoch (full-batch step)", ylabel="accuracy (dashed: train)",
+        ax.plot(r["step"], r["test_acc"], color=colors[name])
+    ax.set(xlabel="epoch (full-batch step)", ylabel="accuracy (solid: test, dashed: train)",
            title=f"MLP, {cfg.operation} mod {cfg.p}, {cfg.train_fraction:.0%} split",
            ylim=(-0.02, 1.02))
-    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 0.12), title="solid: test",
-              title_fontsize=7)
 
     ax = axes[0, 1]
     for name in _runs(result, "mlp"):
@@ -162,14 +160,14 @@ def plot(result: dict, cfg: Config):
         if name == "ortho_sgd":
             continue    # StableMax: the softmax absorption gaps do not apply
         r = pr.arrays_of(result, f"mlp.{name}")
-        ax.plot(r["step"], r["logit_gap"], color=colors[name], label=LABELS[name])
-        ax.plot(r["step"], r["sc_fraction"] * 25, color=colors[name], ls=":", lw=1)
+        ax.plot(r["step"], r["logit_gap"], color=colors[name],
+                label=f"{LABELS[name]} (max SC {float(np.max(r['sc_fraction'])):.0%})")
     for gap, text in ((g.absorption_gap(torch.float32), "p·ln2 (one term absorbed)"),
                       (g.absorption_gap(torch.float32, cfg.p), "p·ln2 + ln(C−1) (all)")):
         ax.axhline(gap, color="k", ls="--", lw=0.7)
         ax.text(0, gap, f"float32: {text}", fontsize=6, va="bottom")
     ax.set(xlabel="epoch", ylabel="median top-2 logit gap", ylim=(0, 25),
-           title="Logit gap vs float32 absorption (dotted: SC ×25)")
+           title="Logit gap vs float32 absorption")
     ax.legend(loc="center right")
 
     if has_transformer:
