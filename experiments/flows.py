@@ -4,6 +4,9 @@ Gradient flow dw/dt = −∇L(w) by classical RK4 with a step h ≤ α/S, S the 
 the start of the step (RK4 is stable on a linear mode of curvature λ iff hλ ≲ 2.785, so
 α ≤ 1 keeps every mode well resolved). Time is in the units of GD: one GD step of size
 η advances time by η. Parameters are flat vectors in ``model.named_parameters()`` order.
+
+The central flow of GD with one unstable eigenvalue (Cohen, Damian et al. 2025) by Euler
+substeps with the sharpness constraint S = 2/η (``CentralFlow``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from experiments.probes.curvature import (
     CurvatureOperator,
     flatten,
     functional_params,
+    sharpness_gradient,
     top_eigenpairs,
     unflatten,
 )
@@ -82,3 +86,111 @@ class GradientFlow:
             self.w = rk4_step(self.negative_gradient, self.w, h)
             self.t += h
             self.rk4_steps += 1
+
+
+def central_flow_sigma2(loss_gradient: torch.Tensor, sharpness_gradient: torch.Tensor,
+                        excess: float = 0.0, lr: float = 1.0, relax: float = 0.0) -> float:
+    """σ² = 2⟨−∇L, ∇S⟩/‖∇S‖², clipped at 0 (Cohen, Damian et al. 2025, one eigenvalue).
+
+    It makes dS/dt = 0 along dw/dt = −η[∇L + ½σ²∇S]. ``excess`` = S − 2/η and ``relax``
+    (per GD step) add the term that pulls a numerically drifted S back:
+    dS/dτ = −relax·excess in GD steps τ.
+    """
+    norm2 = float(torch.dot(sharpness_gradient, sharpness_gradient))
+    push = 2.0 * float(torch.dot(-loss_gradient, sharpness_gradient))
+    return max(0.0, (push + 2.0 * relax * excess / lr) / norm2) if norm2 > 0 else 0.0
+
+
+class CentralFlow:
+    """Central flow of full-batch GD at step ``lr`` with one unstable eigenvalue.
+
+    In GD steps τ (t = η·τ): dw/dτ = −η[∇L(w) + ½σ²∇S(w)], σ² from ``central_flow_sigma2``.
+    While S < 2/η it is the gradient flow (σ² = 0). From the first time S reaches 2/η the
+    flow is held on S = 2/η (σ² ≥ 0 chosen so that dS/dτ = −relax·(S − 2/η)); if the
+    constraint stops binding the clip gives σ² = 0, and the flow is released for good only
+    if S falls below (1 − ``release``)·2/η.
+
+    Integration: explicit Euler, ``substeps`` per GD step (the authors' code uses 4, i.e. a
+    step η/4 in time t, where the flow's stiffest curvature is 2/η: ηS·¼ = ½).
+    S = uᵀHu and ∇S = ∇(uᵀHu) with u held fixed (``sharpness_gradient``); u follows the
+    top eigenvector by one power step per substep (Hu comes with ∇S) and a warm-started
+    Lanczos refresh every ``refresh_every`` substeps.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor,
+                 lr: float, substeps: int = 4, relax: float = 0.2, release: float = 0.01,
+                 refresh_every: int = 20, lanczos_tol: float = 1e-6, lanczos_ncv: int = 8):
+        self.model, self.loss_fn, self.x, self.y = model, loss_fn, x, y
+        self.like = functional_params(model)
+        self.w = flatten(self.like).clone()
+        self.lr, self.threshold = lr, 2.0 / lr
+        self.substeps, self.relax, self.release = substeps, relax, release
+        self.refresh_every = refresh_every
+        self.lanczos_tol, self.lanczos_ncv = lanczos_tol, lanczos_ncv
+        self.n_substeps = 0
+        self.diverged = False
+        self.active = False
+        self.onset_step = float("nan")
+        self.sigma2 = 0.0
+        self.sharpness = float("nan")
+        self.u = torch.zeros_like(self.w)
+        self.refresh()
+
+    @property
+    def step(self) -> float:
+        """Time in GD steps τ."""
+        return self.n_substeps / self.substeps
+
+    def _operator(self, w: torch.Tensor) -> CurvatureOperator:
+        return CurvatureOperator(self.model, self.loss_fn, self.x, self.y,
+                                 params=unflatten(w, self.like))
+
+    def refresh(self, k: int = 1) -> np.ndarray:
+        """Top ``k`` eigenvalues of H(w) by warm-started Lanczos; u becomes the top eigenvector."""
+        start = self.u if self.n_substeps else None
+        eig = top_eigenpairs(self._operator(self.w), k=k, v0=start, tol=self.lanczos_tol,
+                             ncv=self.lanczos_ncv)
+        self.sharpness = float(eig.eigenvalues[0])
+        self.u = torch.as_tensor(eig.eigenvectors[:, 0], dtype=self.w.dtype,
+                                 device=self.w.device)
+        return eig.eigenvalues
+
+    def loss(self) -> float:
+        return self._operator(self.w).loss()
+
+    def _substep(self) -> None:
+        op = self._operator(self.w)
+        h = 1.0 / self.substeps
+        if not self.active:
+            hu = op.matvec(self.u)
+            s_u = float(torch.dot(self.u, hu))
+            if s_u < self.threshold:  # gradient flow
+                self.u = hu / torch.linalg.vector_norm(hu)
+                self.sharpness, self.sigma2 = s_u, 0.0
+                self.w = self.w - h * self.lr * op.gradient()
+                return
+            self.active, self.onset_step = True, self.step
+        at = sharpness_gradient(op, self.u)
+        self.sharpness = at.value
+        if at.value < (1.0 - self.release) * self.threshold:
+            self.active = False
+        self.sigma2 = central_flow_sigma2(at.loss_gradient, at.gradient,
+                                          at.value - self.threshold, self.lr, self.relax)
+        if not self.active:
+            self.sigma2 = 0.0
+        self.u = at.hvp / torch.linalg.vector_norm(at.hvp)
+        self.w = self.w - h * self.lr * (at.loss_gradient + 0.5 * self.sigma2 * at.gradient)
+
+    def advance_to(self, step: float) -> None:
+        """Integrate up to time ``step`` (in GD steps; a multiple of 1/substeps).
+
+        A non-finite state sets ``diverged`` and stops the flow where it is.
+        """
+        target = int(round(step * self.substeps))
+        while self.n_substeps < target and not self.diverged:
+            if self.n_substeps % self.refresh_every == 0 and self.n_substeps:
+                self.refresh()
+            self._substep()
+            self.n_substeps += 1
+            # a non-finite state is an outcome: the flow stops and says so
+            self.diverged = not bool(torch.isfinite(self.w).all())

@@ -382,6 +382,53 @@ def power_iteration(
 
 
 # ---------------------------------------------------------------------------------------------
+# Gradient of the directional curvature (central flows, Cohen, Damian et al. 2025)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SharpnessGradient:
+    """At θ with a fixed unit vector u: S_u = uᵀH(θ)u, ∇S_u, the product Hu and ∇L (flat)."""
+
+    value: float
+    gradient: Tensor
+    hvp: Tensor
+    loss_gradient: Tensor
+
+
+def sharpness_gradient(op: CurvatureOperator, u: Tensor) -> SharpnessGradient:
+    """∇_θ(uᵀH(θ)u) with u held fixed: the third-derivative contraction D³L(θ)[u, u, ·].
+
+    When u is the top eigenvector of H(θ) (a simple eigenvalue), S_u is the sharpness and
+    ∇S_u is the gradient of the sharpness (first-order perturbation theory). One reverse pass
+    through the Hessian-vector product (``grad`` of ⟨u, Hu⟩, itself a ``vjp`` of ``grad``)
+    also returns Hu and ∇L, so a caller can take a power-iteration step for free. Cost on the
+    fc-tanh MLP: about 7 gradients (float64, CPU).
+    """
+    tangent = unflatten(u.to(device=op.device, dtype=op.dtype), op.params)
+    flat_u = flatten(tangent)
+
+    def curvature_along_u(params: Params, xb: Tensor, yb: Tensor):
+        loss_gradient, pull_back = vjp(lambda p: grad(op._chunk_objective)(p, xb, yb), params)
+        (hvp,) = pull_back(tangent)
+        return torch.dot(flat_u, flatten(hvp)), (flatten(hvp), flatten(loss_gradient))
+
+    value = torch.zeros((), dtype=op.dtype, device=op.device)
+    gradient = torch.zeros(op.n_params, dtype=op.dtype, device=op.device)
+    hvp = torch.zeros_like(gradient)
+    loss_gradient = torch.zeros_like(gradient)
+    for xb, yb in _chunks(op.x, op.y, op.chunk_size):
+        chunk_gradient, (chunk_hvp, chunk_loss_gradient) = grad(
+            curvature_along_u, has_aux=True)(op.params, xb, yb)
+        gradient += flatten(chunk_gradient)
+        hvp += chunk_hvp
+        loss_gradient += chunk_loss_gradient
+        value += torch.dot(flat_u, chunk_hvp)
+    op.n_matvecs += 1
+    return SharpnessGradient(float(value), gradient, hvp, loss_gradient)
+
+
+# ---------------------------------------------------------------------------------------------
 # Preconditioned sharpness (Cohen et al. 2022, adaptive edge of stability)
 # ---------------------------------------------------------------------------------------------
 
