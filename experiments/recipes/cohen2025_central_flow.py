@@ -348,12 +348,19 @@ def plot(result: dict, cfg: Config):
     return fig
 
 
+def _ratio(numerator: float, denominator: float) -> float:
+    """numerator/denominator, NaN where the denominator is zero or not finite."""
+    if not math.isfinite(denominator) or denominator == 0:
+        return math.nan
+    return numerator / denominator
+
+
 def claims(result: dict, cfg: Config) -> list[Claim]:
     r = readings(result, cfg)
     window_text = (f"window t ∈ [{r['window_start'] * cfg.lr:.4g}, "
                    f"{r['window_end'] * cfg.lr:.4g}]")
-    share = r["max_gd_cf"] / r["gd_gf_end"]
-    growth = r["gd_gf_end"] / r["gd_gf_onset"]
+    share = _ratio(r["max_gd_cf"], r["gd_gf_end"])
+    growth = _ratio(r["gd_gf_end"], r["gd_gf_onset"])
     loss_ok = (r["loss_error"] <= LOSS_REL_ERROR
                and r["loss_error"] < r["loss_error_without_sigma"])
     low, high = r["cf_sharpness_min"], r["cf_sharpness_max"]
