@@ -29,10 +29,11 @@ def quick_run(session_store):
 
 @pytest.mark.slow
 def test_quick_run_adam_equilibrates_at_38_over_eta(quick_run):
-    # Adam's claims are the paper's headline (38/η) and pass at quick scale. RMSprop's
-    # preconditioned sharpness settles about 12% above 2/η and momentum GD's sawtooth
-    # spreads beyond ±10% of 3.8/η here (recorded as FAIL in the JSON; see the issue note),
-    # so the run may exit 1; this test pins what is established.
+    # Adam's claims are the paper's headline (38/η) and pass at quick scale. RMSprop
+    # (Adam with β1 = 0) rises to 2/η and hovers 3–8% above it, but an early overshoot
+    # leaves 87% of its samples within ±10% (the claim asks 90%), and momentum GD's
+    # sawtooth spreads beyond ±10% of 3.8/η (both recorded as FAIL in the JSON), so the
+    # run may exit 1; this test pins what is established.
     proc, dirs = quick_run
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     record = json.loads((dirs[1] / f"{RECIPE}.json").read_text())
@@ -40,3 +41,7 @@ def test_quick_run_adam_equilibrates_at_38_over_eta(quick_run):
     assert len(record["claims"]) == 11
     adam = [c for c in record["claims"] if c["name"].startswith("Adam")]
     assert len(adam) == 4 and all(c["passed"] for c in adam), adam
+    rmsprop = {c["name"].split(": ", 1)[1]: c["passed"] for c in record["claims"]
+               if c["name"].startswith("RMSprop")}
+    assert len(rmsprop) == 4
+    assert [v for k, v in rmsprop.items() if "samples within" not in k] == [True] * 3
