@@ -20,6 +20,8 @@ PAGE_OF_TEST_MODULE = {
     "test_recipe_progressive_sharpening": "cohen2021",
     "test_recipe_stability_thresholds": "cohen2021",
     "test_recipe_jacot2018_ntk_convergence": "jacot2018",
+    "test_recipe_jacot2018_kernel_regression_limit": "jacot2018",
+    "test_recipe_jacot2018_principal_components": "jacot2018",
     "test_recipe_kreisler2023_gfs_sharpness": "kreisler2023",
     "test_recipe_kumar2024_lazy_to_rich": "kumar2024",
     "test_recipe_lewkowycz2020_catapult": "lewkowycz2020",

@@ -161,3 +161,57 @@ class NTKLinear(nn.Module):
 class Erf(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.erf(x)
+
+
+class NTKEnsemble(nn.Module):
+    """``M`` independent copies of one :func:`ntk_mlp` architecture evaluated together
+    (batched matmuls); the output is (N, M), one column per network. A loss summed over
+    the columns gives each network its own gradient, so one optimizer trains all of them
+    independently. Built from trained or freshly initialised networks."""
+
+    def __init__(self, nets: list[nn.Sequential]):
+        super().__init__()
+        layers = [[m for m in net if isinstance(m, NTKLinear)] for net in nets]
+        depth = len(layers[0])
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[i].weight.detach().clone() for ls in layers]))
+            for i in range(depth))
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[i].bias.detach().clone() for ls in layers]))
+            for i in range(depth))
+        self.weight_scales = [ls.weight_scale for ls in layers[0]]
+        self.bias_scales = [ls.bias_scale for ls in layers[0]]
+        self.activation = next(m for m in nets[0] if not isinstance(m, NTKLinear))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.expand(len(self.weights[0]), *x.shape)
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = self.weight_scales[i] * h @ w.transpose(1, 2) + self.bias_scales[i] * b[:, None]
+            if i < len(self.weights) - 1:
+                h = self.activation(h)
+        return h[..., 0].T
+
+
+def limit_output_distribution(x_test: np.ndarray, x_train: np.ndarray, y: np.ndarray,
+                              depth: int, lr: float, steps: int, activation: str = "relu",
+                              sigma_w: float = 1.0, beta: float = 0.1
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of the infinite-width network's output at ``x_test``
+    after ``steps`` GD steps at ``lr`` on L = (1/2n)·Σ(f − y)² (Jacot et al. 2018, §5).
+
+    In the limit f_t(x) = f_0(x) − A_t(x)·(f_0(X) − y) with the deterministic row
+    A_t(x) = Θ(x, X)·Θ⁻¹·(I − (I − ηΘ/n)^t) (→ Θ(x, X)Θ⁻¹ as t → ∞) and f_0 the centred
+    Gaussian process with kernel Σ, so f_t(x) is Gaussian with mean A_t(x)·y and variance
+    Σ(x, x) − 2·A_t(x)Σ(X, x) + A_t(x)Σ(X, X)A_t(x)ᵀ."""
+    sigma_tt, theta_tt = kernels(x_train, x_train, depth, activation, sigma_w, beta)
+    sigma_st, theta_st = kernels(x_test, x_train, depth, activation, sigma_w, beta)
+    sigma_ss = kernels(x_test, x_test, depth, activation, sigma_w, beta)[0]
+    n = len(y)
+    # A_t from the linearised test outputs with f_0 = 0 on the test points and f_0(X) = I
+    # (one column per training point) and y = 0: the result is −A_t.
+    a = -linearised_test_outputs(theta_st, theta_tt, np.zeros((len(x_test), n)),
+                                 np.eye(n), np.zeros(n), lr, np.array([steps]))[0]
+    mean = a @ y
+    variance = (np.diag(sigma_ss) - 2 * np.sum(a * sigma_st, axis=1)
+                + np.einsum("ai,ij,aj->a", a, sigma_tt, a))
+    return mean, np.sqrt(np.clip(variance, 0.0, None))
