@@ -23,6 +23,9 @@ linearised trajectory (``toy_models.ntk.linearised_test_outputs``); the RMS gap 
 the SGD-trained network and its linearisation on the circle should shrink as n grows
 (Jacot 2018 Thm 2).
 
+Divergence is an outcome: the networks of an ensemble whose summed loss diverges are
+recorded as diverged (NaN outputs), and the claims on them fail.
+
 Quick scale trains for 100 steps instead of 1000 (and 16 wide networks instead of 100):
 the limit is evaluated at the same t, so the comparison is exact at any t; at t = 100 the
 slowest mode of the training residual has decayed by (1 − 0.161/4)^100 ≈ 0.016.
@@ -30,7 +33,7 @@ slowest mode of the training residual has decayed by (1 − 0.161/4)^100 ≈ 0.0
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -183,9 +186,13 @@ def _percentile_claim(result: dict, width: int, source: str) -> Claim:
     bound = float(stats.norm.isf(0.05 / (2 * z.size)))
     worst = float(np.max(np.abs(z))) if np.all(np.isfinite(z)) else float("nan")
     count = len(result[f"w{width}.outputs"])
-    return in_range(f"n = {width} ({count} nets): 10/50/90 percentiles inside the limit's, "
-                    f"worst of {z.size} (percentile, γ)", worst, 0.0, bound, source,
-                    what="max |z| (order-statistic s.e.)")
+    claim = in_range(f"n = {width} ({count} nets): 10/50/90 percentiles inside the limit's, "
+                     f"worst of {z.size} (percentile, γ)", worst, 0.0, bound, source,
+                     what="max |z| (order-statistic s.e.)")
+    diverged = int(result[f"w{width}.diverged"])
+    if diverged:
+        claim = replace(claim, measured=f"{claim.measured}; {diverged} nets diverged")
+    return claim
 
 
 def claims(result: dict, cfg: Config) -> list[Claim]:

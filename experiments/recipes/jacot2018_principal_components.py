@@ -23,6 +23,9 @@ of the wide net, λ̂ = −Σ t·log(2g_t)/Σ t² (least squares through the ori
 λ₂ within twice that, rel. tol 0.28·√(500/n) (0.20 at n = 1000, 0.063 at n = 10000);
 averaging the kernel over N² entries only shrinks this.
 
+Divergence is an outcome: a width whose ensemble loss diverges gets NaN residuals and
+its claims fail.
+
 Also claimed (Fig. 3): the wider net stays closer to the kernel prediction (the largest
 distance √((g_t − 0.5e^{−λ₂t})² + h_t²) over the run, mean over inits), and smaller
 nets converge faster (their kernel inflates during training, Fig. 1).
@@ -30,7 +33,7 @@ nets converge faster (their kernel inflates during training, Fig. 1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -188,6 +191,9 @@ def claims(result: dict, cfg: Config) -> list[Claim]:
                            f"{len(rates[large])} inits)", float(np.mean(rates[large])), lam2,
                            0.28 * np.sqrt(500 / large), "Jacot 2018 Fig. 3, §6",
                            what="λ̂")]
+    diverged = [w for w in widths if result[f"w{w}.diverged"]]
+    if diverged:
+        out[0] = replace(out[0], measured=f"{out[0].measured}; diverged at n = {diverged}")
     dev = {w: float(np.mean(deviation(result, w))) for w in widths}
     out.append(is_true("the wider net stays closer to the kernel prediction",
                        dev[large] < dev[small],
