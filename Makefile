@@ -19,7 +19,7 @@ figures: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadgroup --durations=25
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=25
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -10,48 +10,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# Which paper page runs the recipes of each recipe-test module: the page and the module go
-# to one pytest-xdist worker (``--dist loadgroup``), so the page's run fills the shared
-# session store and the claim tests read it back instead of computing it again.
-PAGE_OF_TEST_MODULE = {
-    "test_recipe_adaptive_eos": "cohen2022",
-    "test_recipe_cohen2025_central_flow": "cohen2025",
-    "test_recipe_gd_vs_gradient_flow": "cohen2021",
-    "test_recipe_progressive_sharpening": "cohen2021",
-    "test_recipe_stability_thresholds": "cohen2021",
-    "test_recipe_jacot2018_ntk_convergence": "jacot2018",
-    "test_recipe_jacot2018_kernel_regression_limit": "jacot2018",
-    "test_recipe_jacot2018_principal_components": "jacot2018",
-    "test_recipe_kreisler2023_gfs_sharpness": "kreisler2023",
-    "test_recipe_kumar2024_lazy_to_rich": "kumar2024",
-    "test_recipe_lewkowycz2020_catapult": "lewkowycz2020",
-    "test_recipe_lu2024_benign_oscillation": "lu2024",
-    "test_recipe_prieto2025": "prieto2025",
-    "test_recipe_sohldickstein2024": "sohldickstein2024",
-    "test_recipe_wu2023_norm_selection": "wu2023",
-    "test_recipe_wu2023_sgd_trace_bound": "wu2023",
-    "test_recipe_wu2023_stability_threshold": "wu2023",
-    "test_recipe_xu2024_xor_grokking": "xu2024",
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        if module == "test_papers" and hasattr(item, "callspec"):
-            group = item.callspec.id
-        elif module.startswith("test_recipe_"):
-            group = PAGE_OF_TEST_MODULE.get(module, module)
-        else:
-            continue
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def session_store(tmp_path_factory) -> tuple[Path, Path]:
     """One results cache for the whole test session, so a recipe computed for its claim
     test is reused by its paper page (same config and code, same cache key). Under
-    pytest-xdist every worker gets the same folder (the store's writes are atomic)."""
+    pytest-xdist (``make test`` runs 2 workers) every worker gets the same folder, so a
+    result stored by one worker is read by the other; the store's writes are atomic. A
+    page and its claim test that run at the same time on the two workers still compute
+    the same recipe twice (pytest-xdist 3.8's ``loadgroup`` marks did not take effect
+    under pytest 9 here, so tests are not grouped).
+    """
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = tmp_path_factory.getbasetemp().parent / "session-store"
         root.mkdir(exist_ok=True)
