@@ -107,8 +107,8 @@ class CentralFlow:
     In GD steps τ (t = η·τ): dw/dτ = −η[∇L(w) + ½σ²∇S(w)], σ² from ``central_flow_sigma2``.
     While S < 2/η it is the gradient flow (σ² = 0). From the first time S reaches 2/η the
     flow is held on S = 2/η (σ² ≥ 0 chosen so that dS/dτ = −relax·(S − 2/η)); if the
-    constraint stops binding the clip gives σ² = 0, and the flow is released for good only
-    if S falls below (1 − ``release``)·2/η.
+    constraint stops binding the clip gives σ² = 0, and once S falls below
+    (1 − ``release``)·2/η the flow is gradient flow again until S next reaches 2/η.
 
     Integration: explicit Euler, ``substeps`` per GD step (the authors' code uses 4, i.e. a
     step η/4 in time t, where the flow's stiffest curvature is 2/η: ηS·¼ = ½).
@@ -172,12 +172,10 @@ class CentralFlow:
             self.active, self.onset_step = True, self.step
         at = sharpness_gradient(op, self.u)
         self.sharpness = at.value
-        if at.value < (1.0 - self.release) * self.threshold:
-            self.active = False
-        self.sigma2 = central_flow_sigma2(at.loss_gradient, at.gradient,
-                                          at.value - self.threshold, self.lr, self.relax)
-        if not self.active:
-            self.sigma2 = 0.0
+        self.active = at.value >= (1.0 - self.release) * self.threshold
+        self.sigma2 = (central_flow_sigma2(at.loss_gradient, at.gradient,
+                                           at.value - self.threshold, self.lr, self.relax)
+                       if self.active else 0.0)
         self.u = at.hvp / torch.linalg.vector_norm(at.hvp)
         self.w = self.w - h * self.lr * (at.loss_gradient + 0.5 * self.sigma2 * at.gradient)
 
