@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,9 @@ def compute(recipe_id: str, module: ModuleType, cfg: Any, scale: str, device: st
     """(result, meta, from_cache): the stored result for this config and code, or a new run.
 
     A run killed part-way leaves its checkpoints in the run directory; rerunning the
-    same command resumes from them.
+    same command resumes from them. The run directory's lock is held while computing,
+    so a second process asked for the same config (a page and a claim test on two test
+    workers, two sweep submissions) waits for the first and reuses its result.
     """
     resolved = config_mod.to_dict(cfg)
     code = store.code_hash(Path(module.__file__))
@@ -117,19 +120,26 @@ def compute(recipe_id: str, module: ModuleType, cfg: Any, scale: str, device: st
     result_path, meta_path = directory / "result.npz", directory / "meta.json"
     if use_cache and result_path.exists() and meta_path.exists():
         return store.load_result(result_path), json.loads(meta_path.read_text()), True
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    started = time.perf_counter()
-    with store.checkpointing(directory / "checkpoints"):
-        result = module.run(cfg, device)
-    seconds = time.perf_counter() - started
-    meta = {
-        "id": recipe_id, "scale": scale, "config": resolved, "code_hash": code, "key": key,
-        "provenance": _provenance(device, cfg, seconds), "finished_at": time.time(),
-    }
-    store.save_result(result_path, result)
-    store.atomic_write_json(meta_path, meta)
-    shutil.rmtree(directory / "checkpoints", ignore_errors=True)
+    # one process computes a config at a time; another asked for it waits, then reads it
+    with store.hold(directory, on_wait=lambda: print(
+            f"waiting for another process computing {recipe_id} ({directory.name})",
+            file=sys.stderr, flush=True)):
+        if use_cache and result_path.exists() and meta_path.exists():
+            return store.load_result(result_path), json.loads(meta_path.read_text()), True
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        with store.checkpointing(directory / "checkpoints"):
+            result = module.run(cfg, device)
+        seconds = time.perf_counter() - started
+        meta = {
+            "id": recipe_id, "scale": scale, "config": resolved, "code_hash": code,
+            "key": key, "provenance": _provenance(device, cfg, seconds),
+            "finished_at": time.time(),
+        }
+        store.save_result(result_path, result)
+        store.atomic_write_json(meta_path, meta)
+        shutil.rmtree(directory / "checkpoints", ignore_errors=True)
     return store.load_result(result_path), meta, False
 
 

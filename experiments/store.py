@@ -5,7 +5,7 @@ Layout (under the cache root, ``.cache/experiments`` in the project by default):
     <id>/<key>/result.npz      the arrays and scalars that ``run`` returned
     <id>/<key>/meta.json       scale, resolved config, code hash, provenance
     <id>/<key>/checkpoints/    training checkpoints while a run is in progress
-    <id>/<key>/.lock           held (flock) by the process computing the run (sweeps)
+    <id>/<key>/.lock           held (flock) by the process computing the run
     <id>/<key>/error.json      a sweep point that crashed: its error and traceback
 
 ``key`` hashes the recipe id, the resolved config and the source of the code the
@@ -198,9 +198,50 @@ def run_lock(directory: Path) -> Iterator[bool]:
             return
         os.ftruncate(fd, 0)
         os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        _HELD.add(directory.resolve())
         try:
             yield True
         finally:
+            _HELD.discard(directory.resolve())
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+# run directories whose lock this process holds (flock is per open file, so a second
+# flock from the same process on a new descriptor would wait on itself)
+_HELD: set[Path] = set()
+
+
+@contextlib.contextmanager
+def hold(directory: Path, on_wait: Any = None) -> Iterator[None]:
+    """Hold the run directory's lock, waiting for another process that holds it.
+
+    Reentrant within a process: inside :func:`run_lock` or another ``hold`` of the same
+    directory it returns at once. ``on_wait()`` is called once if the lock is busy.
+    Used by ``api.compute`` so two processes asked for one config compute it once: the
+    second waits, then finds the first one's result in the store.
+    """
+    directory = Path(directory).resolve()
+    if directory in _HELD:
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        _HELD.add(directory)
+        try:
+            yield
+        finally:
+            _HELD.discard(directory)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

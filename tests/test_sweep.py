@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
+import time
 
 import numpy as np
 import pytest
@@ -183,6 +185,34 @@ def test_a_point_locked_by_another_sweep_is_left_to_it(isolated_store):
     assert by_label == {"seed=0": "ran", "seed=1": "busy"}
     assert sweep.point_status(plan.points[0]) == "done"
     assert sweep.point_status(busy) == "missing" and not store.is_complete(busy.directory)
+
+
+def _compute_under_hold(directory, started, done):
+    module, cfg = api.resolve(RECIPE, "quick", list(TINY))
+    with store.hold(directory):
+        started.set()
+        time.sleep(1.0)  # the other process asks for the same config meanwhile
+        with store.hold(directory):  # reentrant: a second hold in this process passes
+            api.compute(RECIPE, module, cfg, "quick", "cpu")  # takes the held lock again
+    done.set()
+
+
+def test_a_second_process_waits_for_the_first_and_reuses_its_result(isolated_store, capfd):
+    module, cfg = api.resolve(RECIPE, "quick", list(TINY))
+    directory = api.run_directory(RECIPE, module, cfg)
+    ctx = multiprocessing.get_context("fork")
+    started, done = ctx.Event(), ctx.Event()
+    other = ctx.Process(target=_compute_under_hold, args=(directory, started, done))
+    other.start()
+    assert started.wait(60)
+    assert store.lock_held(directory)
+    result, meta, from_cache = api.compute(RECIPE, module, cfg, "quick", "cpu")
+    other.join(60)
+    assert done.is_set() and other.exitcode == 0
+    assert from_cache  # computed once, by the other process
+    assert "waiting for another process computing" in capfd.readouterr().err
+    assert meta == json.loads((directory / "meta.json").read_text())
+    assert not store.lock_held(directory)
 
 
 # ---------------------------------------------------------------- tiles
