@@ -33,8 +33,7 @@ def pixel_steps_per_second(dtype: str, device: str, resolution: int = 32, steps:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
-        fractal.train_plane(problem, lr0, lr1, steps, dtype=dtype, device=device,
-                            chunk=512 if device == "cpu" else 65536)
+        fractal.train_plane(problem, lr0, lr1, steps, dtype=dtype, device=device)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

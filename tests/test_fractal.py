@@ -85,11 +85,11 @@ def test_batched_step_equals_sgd_step_for_step(activation, batch_size):
             if not (np.isfinite(ref_losses[t]) and ref_losses[t] < 1e100
                     and torch.isfinite(states[t][0]).all() and torch.isfinite(states[t][1]).all()):
                 break  # past overflow there is nothing left to compare
-            plane = fractal.Plane(w0[None].clone(), w1[None].clone())
+            plane = fractal.Plane.from_pixels(w0[None], w1[None])
             new, loss = fractal.gd_step(problem, plane, lr0[p:p + 1], lr1[p:p + 1],
                                         None if rows is None else rows[t])
             assert abs(loss.item() / ref_losses[t] - 1) < 1e-12
-            assert relative_error(new.w0[0], states[t][0]) < 1e-12
+            assert relative_error(new.pixel_w0()[0], states[t][0]) < 1e-12
             assert relative_error(new.w1[0], states[t][1]) < 1e-12
             w0, w1 = states[t]
 
@@ -123,14 +123,25 @@ def test_float32_is_selectable_and_close():
     assert torch.allclose(s64, s32, rtol=1e-3)
 
 
-def test_chunking_does_not_change_the_plane():
+def test_a_pixel_depends_on_its_place_only_not_on_its_chunk_mates():
+    """Chunks are padded to one shape, so a pixel's numbers are fixed by its position:
+    any subset of the plane (a tile), trained with the plane's positions, reproduces the
+    plane's scores bit for bit; so do other pixels sharing its chunk."""
     problem = fractal.make_problem("relu")
     lr0, lr1 = torch.meshgrid(torch.logspace(-1, 2, 7, dtype=torch.float64),
                               torch.logspace(-1, 2, 5, dtype=torch.float64), indexing="ij")
-    a = fractal.train_plane(problem, lr0, lr1, 25, chunk=3)
-    b = fractal.train_plane(problem, lr0, lr1, 25, chunk=100)
-    assert a.shape == (7, 5)
-    assert torch.equal(a, b)
+    whole = fractal.train_plane(problem, lr0, lr1, 25, chunk=8)
+    assert whole.shape == (7, 5)
+    pick = torch.tensor([3, 4, 9, 17, 30, 34])
+    part = fractal.train_plane(problem, lr0.reshape(-1)[pick], lr1.reshape(-1)[pick], 25,
+                               chunk=8, positions=pick)
+    assert torch.equal(part, whole.reshape(-1)[pick])
+    swapped = lr0.reshape(-1).clone()
+    swapped[[0, 1, 2]] = torch.tensor([50.0, 0.2, 7.0], dtype=torch.float64)  # chunk-mates of pixels 3 and 4
+    other = fractal.train_plane(problem, swapped, lr1.reshape(-1), 25, chunk=8)
+    assert torch.equal(other[3:], whole.reshape(-1)[3:])
+    with pytest.raises(ValueError, match="own place"):
+        fractal.train_plane(problem, lr0[:1, :2], lr1[:1, :2], 5, positions=[1, 1])
 
 
 def test_score_matches_definition_and_sign_is_phase():

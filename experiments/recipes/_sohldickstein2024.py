@@ -56,10 +56,12 @@ class FractalConfig:
     y_range: tuple[float, ...] = param((-3.0, 6.0), lo=-20.0, hi=20.0,
                                        help="log10 range of the y axis of the first keyframe")
     resolution: int = param(64, lo=16, hi=8192, help="pixels per side")
-    steps: int = param(100, lo=20, hi=100_000, help="GD steps per pixel")
+    steps: int = param(200, lo=20, hi=100_000, help="GD steps per pixel")
     keyframes: int = param(3, lo=2, hi=60, help="zoom levels (each 2× narrower)")
     dtype: str = param("float64", choices=("float32", "float64"))
-    chunk: int = param(512, lo=1, hi=1_000_000, help="pixels trained at once (memory bound)")
+    chunk: int = param(fractal.CPU_CHUNK, lo=1, hi=1_000_000,
+                       help="pixels trained at once: 32 keeps the CPU arrays in L2, a GPU "
+                            "wants ~65536; the rounding depends on it (fractal.train_plane)")
     cpu_threads: int = param(1, lo=0, hi=256,
                              help="torch threads on CPU (0 = torch's default); 1 avoids "
                                   "OpenMP spin-waits on a shared 2-core machine")
@@ -111,8 +113,11 @@ def plane_scores(cfg: FractalConfig, window: fa.Window, resolution: int, device:
     xs = fa.axis_values(window[0], window[1], resolution)[cols]
     ys = fa.axis_values(window[2], window[3], resolution)[rows]
     gx, gy = np.meshgrid(xs, ys)
+    index = np.arange(resolution)
+    # each pixel keeps its place in the whole plane's chunks: a tile equals the plane
+    col_at, row_at = np.meshgrid(index[cols], index[rows])
     common = dict(batch_size=cfg.batch_size or None, chunk=cfg.chunk, dtype=cfg.dtype,
-                  device=device)
+                  device=device, positions=row_at * resolution + col_at)
     if cfg.plane == "lr_vs_lr":
         score = fractal.train_plane(problem, gx, gy, cfg.steps, **common)
     else:

@@ -25,7 +25,7 @@ class Config(common.FractalConfig):
 
 
 PRESETS = {
-    "quick": Config(x_range=(0.8, 2.8), y_range=(1.0, 3.0), steps=200),
+    "quick": Config(x_range=(0.8, 2.8), y_range=(1.0, 3.0)),
     "paper": Config(**common.PAPER_SCALE),
 }
 

@@ -24,7 +24,7 @@ class Config(common.FractalConfig):
 
 
 PRESETS = {
-    "quick": Config(x_range=(2.6, 3.0), y_range=(1.1, 1.3), steps=200),
+    "quick": Config(x_range=(2.6, 3.0), y_range=(1.1, 1.3)),
     "paper": Config(**common.PAPER_SCALE),
 }
 
