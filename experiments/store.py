@@ -177,54 +177,22 @@ def is_complete(directory: Path) -> bool:
 
 # ---------------------------------------------------------------- run locks
 
-@contextlib.contextmanager
-def run_lock(directory: Path) -> Iterator[bool]:
-    """Try to take the exclusive lock of a run directory (``.lock``, ``fcntl.flock``).
-
-    Yields True when this process holds it and False when another process does; never
-    blocks. The kernel drops the lock when its holder exits or is killed, so a dead
-    worker leaves no stale lock. (Linux NFS clients map flock to POSIX locks, which
-    NFSv4 servers honour across nodes; without working locks the content-addressed
-    run directories and atomic writes still keep every result whole.)
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
-        _HELD.add(directory.resolve())
-        try:
-            yield True
-        finally:
-            _HELD.discard(directory.resolve())
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
 # run directories whose lock this process holds (flock is per open file, so a second
 # flock from the same process on a new descriptor would wait on itself)
 _HELD: set[Path] = set()
 
 
 @contextlib.contextmanager
-def hold(directory: Path, on_wait: Any = None) -> Iterator[None]:
-    """Hold the run directory's lock, waiting for another process that holds it.
+def _flock(directory: Path, wait: bool, on_wait: Any = None) -> Iterator[bool]:
+    """Take the run directory's lock (``.lock``, ``fcntl.flock``); yields whether it did.
 
-    Reentrant within a process: inside :func:`run_lock` or another ``hold`` of the same
-    directory it returns at once. ``on_wait()`` is called once if the lock is busy.
-    Used by ``api.compute`` so two processes asked for one config compute it once: the
-    second waits, then finds the first one's result in the store.
+    Without ``wait`` a busy lock yields False at once, even when this process is the
+    holder; with it, ``on_wait()`` is called and the lock awaited, and a lock this
+    process already holds counts as taken (reentrant, see ``_HELD``).
     """
     directory = Path(directory).resolve()
-    if directory in _HELD:
-        yield
+    if wait and directory in _HELD:
+        yield True
         return
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -232,6 +200,9 @@ def hold(directory: Path, on_wait: Any = None) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                yield False
+                return
             if on_wait is not None:
                 on_wait()
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -239,12 +210,35 @@ def hold(directory: Path, on_wait: Any = None) -> Iterator[None]:
         os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
         _HELD.add(directory)
         try:
-            yield
+            yield True
         finally:
             _HELD.discard(directory)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def run_lock(directory: Path):
+    """Try to take the exclusive lock of a run directory (a context manager).
+
+    Yields True when it took the lock and False when it is held (by another process, or
+    already by this one); never blocks. The kernel drops the lock when its holder exits
+    or is killed, so a dead worker leaves no stale lock. (Linux NFS clients map flock
+    to POSIX locks, which NFSv4 servers honour across nodes; without working locks the
+    content-addressed run directories and atomic writes still keep every result whole.)
+    """
+    return _flock(directory, wait=False)
+
+
+def hold(directory: Path, on_wait: Any = None):
+    """Hold the run directory's lock, waiting for another process that holds it.
+
+    Reentrant within a process: inside :func:`run_lock` or another ``hold`` of the same
+    directory it returns at once. ``on_wait()`` is called once if the lock is busy.
+    Used by ``api.compute`` so two processes asked for one config compute it once: the
+    second waits, then finds the first one's result in the store.
+    """
+    return _flock(directory, wait=True, on_wait=on_wait)
 
 
 def lock_held(directory: Path) -> bool:
