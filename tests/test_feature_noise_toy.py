@@ -86,3 +86,26 @@ def test_signed_projection():
     weight[0, 0, 1], weight[1, 1, 1] = 2.0, -3.0
     v = torch.tensor([0.0, 0.5, 0.0], dtype=torch.float64)
     np.testing.assert_allclose(fn.signed_projection(weight, v).numpy(), [[1.0, 0.0], [0.0, 1.5]])
+
+
+@pytest.mark.parametrize("k, share", [(1.2, 0.0), (1.2, 0.05), (1.2, 0.1), (1.1, 0.03)])
+def test_margin_with_a_weak_share_is_the_orbit_of_the_shifted_fit(k, share):
+    """Iterate the strong fit A ← A(1 − k(A + s − 1))² with a fixed weak share s directly
+    (y f = A + s): min |y f − 1| on its attractor is (1 − s)·δ(k(1 − s))."""
+    a = 0.3
+    for _ in range(20_000):
+        a = a * (1 - k * (a + share - 1)) ** 2
+    deviations = []
+    for _ in range(2):
+        a = a * (1 - k * (a + share - 1)) ** 2
+        deviations.append(abs(a + share - 1))
+    assert fn.oscillation_margin(k, weak_share=share) == pytest.approx(min(deviations),
+                                                                        rel=1e-7)
+
+
+def test_the_fit_turns_stable_at_share_one_minus_one_over_k():
+    assert fn.oscillation_margin(1.2, weak_share=1 - 1 / 1.2) == 0.0
+    assert fn.oscillation_margin(1.2, weak_share=0.2) == 0.0
+    assert fn.oscillation_margin(1.2, weak_share=0.16) > 0.0
+    with pytest.raises(ValueError):
+        fn.oscillation_margin(1.2, weak_share=1.0)

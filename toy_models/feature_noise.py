@@ -20,14 +20,22 @@ whose fixed point C = 1 (a perfect fit) is stable iff k < 1, i.e. η < m/(4‖u�
 window's lower end. For 1 < k the fit oscillates; the maximum of the map, at
 C = √((1 + k)/(3k)), is sent to C ≥ 0 (no neuron switched off) iff k ≤ 3√3/2 − 1 ≈ 1.598,
 which the upper end k = 8/5 rounds.
-On the period-two orbit (1 < k ≲ 1.24) y·f alternates between F₁ > 1 and F₂ < 1 with
-F₁ − 1 < 1 − F₂: the terms (y f − 1) do not cancel and their mean is negative.
+On the period-two orbit (1 < k < √5 − 1 ≈ 1.236, in closed form in ``period_two_orbit``)
+y·f alternates between F₁ > 1 and F₂ < 1 with F₁ − 1 < 1 − F₂: the terms (y f − 1) do
+not cancel and their mean is −(k − 1)/(2k).
 
 The weak feature: on any example the neurons' b_r = ⟨w_{y,r}, y·v⟩ > 0 are multiplied
 by 1 − (4η‖v‖²/m)(y f − 1). Summed over an oscillation the log-growth is
 −(4η‖v‖²/m)·Σ(y f − 1) > 0, so b_r grows exponentially while the strong examples
 oscillate (Lu et al.'s Theorem 5); at a small lr, y f → 1 geometrically and b_r stays at
 its initialisation scale (their Proposition 6).
+
+The growth limits itself [derived]: once the weak patch supplies a share
+s = Σ_r b_r²/m of y·f on the strong examples, the fit there is A = 1 − s with
+A = Σ_r c_r²/m, and writing A = (1 − s)·a turns the map into the same map for a with
+k replaced by k(1 − s), while y f − 1 = (1 − s)(a − 1). So the oscillation's margin is
+(1 − s)·δ(k(1 − s)) (``oscillation_margin(k, weak_share=s)``), and the fit becomes
+stable, ending the oscillation and the growth, at s = 1 − 1/k.
 """
 
 from __future__ import annotations
@@ -112,25 +120,36 @@ def strong_map(c: np.ndarray | float, k: float):
     return c * (1 - k * (c * c - 1))
 
 
-def period_two_orbit(k: float, burn_in: int = 20_000) -> tuple[float, float]:
+def period_two_orbit(k: float) -> tuple[float, float]:
     """(F₁, F₂) = the values of y·f on the attracting orbit of ``strong_map``, F₁ ≥ F₂;
-    equal (= 1) for k < 1. Raises if the orbit is not of period ≤ 2 (k beyond ≈ 1.24)."""
-    c = 0.5
-    for _ in range(burn_in):
-        c = strong_map(c, k)
-    c1 = strong_map(c, k)
-    c2 = strong_map(c1, k)
-    if not math.isclose(c2, c, rel_tol=1e-8, abs_tol=1e-10):
-        raise ValueError(f"k = {k}: the strong-feature map has no attracting 2-cycle")
-    f1, f2 = sorted((c * c, c1 * c1), reverse=True)
-    return f1, f2
+    equal (= 1) for k <= 1. Raises beyond period doubling, k >= √5 − 1 ≈ 1.236.
+
+    Closed form [derived]: with p = C₁ + C₂ and q = C₁C₂, adding and subtracting
+    g(C₁) = C₂, g(C₂) = C₁ gives q = (p² − 1)/3 and p² − q = (2 + k)/k, so p² = (3 + k)/k,
+    q = 1/k and C₁,₂ = (√(3 + k) ± √(k − 1))/(2√k). The cycle's multiplier
+    g'(C₁)g'(C₂) = 9 − 2(1 + k)² lies in (−1, 1) iff 1 < k < √5 − 1.
+    """
+    if k <= 1.0:
+        return 1.0, 1.0
+    if k >= math.sqrt(5.0) - 1.0:
+        raise ValueError(f"k = {k}: the strong-feature map has no attracting 2-cycle "
+                         "(period doubling at k = √5 − 1)")
+    c1 = (math.sqrt(3.0 + k) + math.sqrt(k - 1.0)) / (2.0 * math.sqrt(k))
+    c2 = (math.sqrt(3.0 + k) - math.sqrt(k - 1.0)) / (2.0 * math.sqrt(k))
+    return c1 * c1, c2 * c2
 
 
-def oscillation_margin(k: float) -> float:
+def oscillation_margin(k: float, weak_share: float = 0.0) -> float:
     """δ of Lu et al.'s Assumption 4 as the toy model predicts it: min |y f − 1| on the
-    attracting orbit (0 below the stability threshold k = 1)."""
-    f1, f2 = period_two_orbit(k)
-    return min(abs(f1 - 1), abs(f2 - 1))
+    attracting orbit, when the weak patch supplies ``weak_share`` s of y·f:
+    (1 − s)·δ(k(1 − s)); 0 once k(1 − s) <= 1 (a stable fit)."""
+    if not 0.0 <= weak_share < 1.0:
+        raise ValueError(f"weak_share must lie in [0, 1), got {weak_share}")
+    k_eff = k * (1.0 - weak_share)
+    if k_eff <= 1.0:
+        return 0.0
+    f1, f2 = period_two_orbit(k_eff)
+    return (1.0 - weak_share) * min(abs(f1 - 1), abs(f2 - 1))
 
 
 def weak_growth_per_visit(lr: float, width: int, weak_norm: float, k: float) -> float:
