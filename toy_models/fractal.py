@@ -18,7 +18,7 @@ so the memory stays bounded. All pixels share the data, the initialisation and, 
 the minibatch variant, the index sequence, so an image is a deterministic function
 of its hyperparameters.
 
-Per pixel the loss trajectory is reduced on the fly to the paper's score (§4 of the
+Per pixel the loss trajectory (kept per chunk) is reduced to the paper's score (§4 of the
 reference note): v_t = L_t/L_0 (non-finite → 1e6 before the division, clipped at
 1e6); converged ⇔ mean of the last 20 v_t < 1; score = −Σ v_t if converged, else
 +Σ 1/v_t. The sign is the phase.
@@ -35,6 +35,8 @@ x² + δ·cos(2πx/λ) over a line of learning rates.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -203,8 +205,8 @@ def _loss_and_grads(problem: Problem, plane: Plane, rows: torch.Tensor | None,
     if act == "tanh":
         # h = 2s − 1: dL/dW₁ = (2·Σ g s − Σ g)/n and dL/du' = g·(2w₁/n)·s(1 − s)
         grad_w1 = grad_w1.mul_(2.0 / n).sub_(g_rows.sum(1, keepdim=True) / n)
-        torch.addcmul(s, s, s, value=-1.0, out=du)
-        du.mul_(w1s).mul_(g.unsqueeze(2))
+        torch.mul(g.unsqueeze(2), w1s, out=du)
+        torch.ops.aten.sigmoid_backward.grad_input(du, s, grad_input=du)  # du·s(1 − s)
     else:
         grad_w1 = grad_w1.div_(n)
         torch.mul(g.unsqueeze(2), w1s, out=du)
@@ -235,31 +237,6 @@ def gd_step(problem: Problem, plane: Plane, lr0: torch.Tensor, lr1: torch.Tensor
     return new, _step_(problem, new, lr0, lr1, rows, None)
 
 
-class ScoreAccumulator:
-    """Reduces loss trajectories to the paper's score without storing them."""
-
-    def __init__(self, steps: int):
-        self.steps, self.t = steps, 0
-        self.loss0 = self.sum_v = self.sum_inv = self.sum_last = None
-
-    def add(self, loss: torch.Tensor) -> None:
-        loss = torch.nan_to_num(loss, nan=LOSS_CLIP, posinf=LOSS_CLIP, neginf=LOSS_CLIP)
-        if self.t == 0:
-            self.loss0 = loss.clone()
-            zeros = torch.zeros_like(loss)
-            self.sum_v, self.sum_inv, self.sum_last = zeros, zeros.clone(), zeros.clone()
-        v = (loss / self.loss0).clamp(max=LOSS_CLIP)
-        self.sum_v += v
-        self.sum_inv += 1.0 / v
-        if self.t >= self.steps - LAST:
-            self.sum_last += v
-        self.t += 1
-
-    def score(self) -> torch.Tensor:
-        converged = self.sum_last / min(LAST, self.steps) < 1.0
-        return torch.where(converged, -self.sum_v, self.sum_inv)
-
-
 def score_from_losses(losses: torch.Tensor) -> torch.Tensor:
     """The score of loss trajectories (..., T), written directly from the definition."""
     v = torch.nan_to_num(losses, nan=LOSS_CLIP, posinf=LOSS_CLIP, neginf=LOSS_CLIP)
@@ -274,31 +251,29 @@ def converged(score: torch.Tensor):
 
 
 def _train_chunk(problem: Problem, lr0, lr1, offset, offset_mode: str, steps: int,
-                 rows: torch.Tensor | None, trajectory: bool):
+                 rows: torch.Tensor | None):
+    """Train one chunk; returns (score (P,), full-batch losses (P, steps), plane)."""
     pixels = lr0.shape[0]
     n = problem.width
     plane = Plane.from_pixels(problem.w0.expand(pixels, n, n), problem.w1.expand(pixels, n))
     offset = offset[None, :, None]
     if offset_mode == "init":
         plane.w0 += offset
-    acc = ScoreAccumulator(steps)
     work = _Workspace()
-    history = []
+    losses = torch.empty(steps, pixels, dtype=lr0.dtype, device=lr0.device)
     for t in range(steps):
         if offset_mode == "every_step":  # the released notebook's train_step
             plane.w0 += offset
-        loss = _step_(problem, plane, lr0, lr1, None if rows is None else rows[t], work)
-        acc.add(loss)
-        if trajectory:
-            history.append(loss)
-    return acc.score(), (torch.stack(history, -1) if trajectory else None), plane
+        losses[t] = _step_(problem, plane, lr0, lr1, None if rows is None else rows[t], work)
+    losses = losses.T
+    return score_from_losses(losses), losses, plane
 
 
 def train_plane(problem: Problem, lr0, lr1, steps: int, *, offset=None,
                 offset_mode: str = "none", batch_size: int | None = None,
                 minibatch_seed: int = 42, chunk: int | None = None, dtype: str = "float64",
                 device: str | torch.device = "cpu", trajectory: bool = False,
-                positions=None):
+                positions=None, workers: int = 1):
     """Train one network per pixel; return the score per pixel (a float64 CPU tensor).
 
     lr0, lr1 (and offset): arrays of one shape (the plane); every pixel is a network with
@@ -313,6 +288,10 @@ def train_plane(problem: Problem, lr0, lr1, steps: int, *, offset=None,
     chunk k // chunk at slot k % chunk. ``positions`` (one int per pixel, default 0, 1,
     …) places pixels that are part of a larger plane (a tile) where that plane puts
     them, so a tile's scores equal the whole plane's bit for bit.
+
+    On CPU, ``workers`` threads (0: one per core) train chunks side by side; a chunk's
+    numbers do not depend on which thread trains it, so the scores do not either. Keep
+    torch's own threads at 1 then (``torch.set_num_threads``), or they compete.
     """
     if offset_mode not in OFFSET_MODES:
         raise ValueError(f"offset_mode must be one of {OFFSET_MODES}")
@@ -337,18 +316,32 @@ def train_plane(problem: Problem, lr0, lr1, steps: int, *, offset=None,
         rows = minibatch_indices(problem.n_data, batch_size, steps, minibatch_seed).to(device)
     score = torch.empty(count, dtype=torch.float64)
     history = torch.empty(count, steps, dtype=torch.float64) if trajectory else None
-    which, slot = positions // chunk, positions % chunk
-    with torch.no_grad():
-        for c in torch.unique(which):
-            members = torch.nonzero(which == c).squeeze(1)
+    slot = positions % chunk
+    order = torch.argsort(positions)  # pixels grouped by chunk, chunk by chunk
+    _, sizes = torch.unique_consecutive(positions[order] // chunk, return_counts=True)
+    groups = torch.split(order, sizes.tolist())
+
+    def train(members: torch.Tensor):
+        with torch.no_grad():  # grad mode is per thread
             # empty slots repeat the chunk's first pixel (their results are dropped)
             fill = torch.full((chunk,), int(members[0]), dtype=torch.int64)
             fill[slot[members]] = members
             part = [t[fill].to(device=device, dtype=tdtype) for t in (lr0, lr1, offset)]
-            out, hist, _ = _train_chunk(prob, *part, offset_mode, steps, rows, trajectory)
-            score[members] = out.to("cpu", torch.float64)[slot[members]]
-            if trajectory:
-                history[members] = hist.to("cpu", torch.float64)[slot[members]]
+            out, hist, _ = _train_chunk(prob, *part, offset_mode, steps, rows)
+            return (members, out.to("cpu", torch.float64),
+                    hist.to("cpu", torch.float64) if trajectory else None)
+
+    workers = min(workers or os.cpu_count() or 1, len(groups))
+    if torch.device(device).type == "cpu" and workers > 1:
+        # torch releases the GIL inside its kernels, so the chunks run side by side
+        with ThreadPoolExecutor(workers) as pool:
+            done = list(pool.map(train, groups))
+    else:
+        done = map(train, groups)
+    for members, out, hist in done:
+        score[members] = out[slot[members]]
+        if trajectory:
+            history[members] = hist[slot[members]]
     score = score.reshape(shape)
     if trajectory:
         return score, history.reshape(*shape, steps)

@@ -59,9 +59,12 @@ class FractalConfig:
     steps: int = param(200, lo=20, hi=100_000, help="GD steps per pixel")
     keyframes: int = param(3, lo=2, hi=60, help="zoom levels (each 2× narrower)")
     dtype: str = param("float64", choices=("float32", "float64"))
-    chunk: int = param(fractal.CPU_CHUNK, lo=1, hi=1_000_000,
-                       help="pixels trained at once: 32 keeps the CPU arrays in L2, a GPU "
-                            "wants ~65536; the rounding depends on it (fractal.train_plane)")
+    chunk: int = param(0, lo=0, hi=1_000_000,
+                       help="pixels trained at once; 0 = the device's default (32 on CPU: "
+                            "cache-sized; 65536 on CUDA); the rounding depends on it")
+    workers: int = param(0, lo=0, hi=1024,
+                         help="CPU threads training chunks side by side (0 = one per core); "
+                              "the numbers do not depend on it")
     cpu_threads: int = param(1, lo=0, hi=256,
                              help="torch threads on CPU (0 = torch's default); 1 avoids "
                                   "OpenMP spin-waits on a shared 2-core machine")
@@ -89,7 +92,7 @@ class FractalConfig:
 FIELD_META = {f.name: dict(f.metadata) for f in dataclasses.fields(FractalConfig)}
 # The paper's scale: ≥ 1024² pixels, 1000 steps, ≥ 20 keyframes from the notebook's first
 # window (10⁻³…10⁶), float64, on a GPU when lent (chunks sized for an 80 GB card).
-PAPER_SCALE = dict(resolution=1024, steps=1000, keyframes=20, chunk=65536, cpu_threads=0)
+PAPER_SCALE = dict(resolution=1024, steps=1000, keyframes=20)
 
 
 def hyperparameters(cfg: FractalConfig) -> dict:
@@ -117,7 +120,7 @@ def plane_scores(cfg: FractalConfig, window: fa.Window, resolution: int, device:
     # each pixel keeps its place in the whole plane's chunks: a tile equals the plane
     col_at, row_at = np.meshgrid(index[cols], index[rows])
     common = dict(batch_size=cfg.batch_size or None, chunk=cfg.chunk, dtype=cfg.dtype,
-                  device=device, positions=row_at * resolution + col_at)
+                  device=device, positions=row_at * resolution + col_at, workers=cfg.workers)
     if cfg.plane == "lr_vs_lr":
         score = fractal.train_plane(problem, gx, gy, cfg.steps, **common)
     else:
