@@ -60,7 +60,7 @@ class FractalConfig:
     keyframes: int = param(3, lo=2, hi=60, help="zoom levels (each 2× narrower)")
     dtype: str = param("float64", choices=("float32", "float64"))
     chunk: int = param(0, lo=0, hi=1_000_000,
-                       help="pixels trained at once; 0 = the device's default (32 on CPU: "
+                       help="pixels trained at once; 0 = the device's default (64 on CPU: "
                             "cache-sized; 65536 on CUDA); the rounding depends on it")
     workers: int = param(0, lo=0, hi=1024,
                          help="CPU threads training chunks side by side (0 = one per core); "
