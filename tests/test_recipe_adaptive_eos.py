@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_cli
+from conftest import quick_cli_run
 
 from experiments.recipes import cohen2022_adaptive_eos as recipe
 
@@ -23,8 +23,7 @@ def test_thresholds_match_the_paper_formula():
 
 @pytest.fixture(scope="module")
 def quick_run(session_store):
-    proc = run_cli("run", RECIPE, "--scale", "quick", env_dirs=session_store)
-    return proc, session_store
+    return quick_cli_run(RECIPE, session_store)
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import quick_cli_run
 
 from experiments.flows import rk4_step
 
@@ -30,8 +30,7 @@ def test_rk4_on_exponential_decay_has_fourth_order_error():
 
 @pytest.fixture(scope="module")
 def quick_run(session_store):
-    proc = run_cli("run", RECIPE, "--scale", "quick", env_dirs=session_store)
-    return proc, session_store
+    return quick_cli_run(RECIPE, session_store)
 
 
 @pytest.mark.slow

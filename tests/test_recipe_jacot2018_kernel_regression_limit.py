@@ -9,9 +9,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import quick_cli_run, stored_outcome
 
-from experiments import api
 from experiments.recipes import jacot2018_kernel_regression_limit as recipe
 from toy_models import ntk
 
@@ -20,19 +19,12 @@ RECIPE = "jacot2018-kernel-regression-limit"
 
 @pytest.fixture(scope="module")
 def quick_run(session_store):
-    proc = run_cli("run", RECIPE, "--scale", "quick", env_dirs=session_store)
-    return proc, session_store
+    return quick_cli_run(RECIPE, session_store)
 
 
 @pytest.fixture(scope="module")
 def outcome(quick_run):
-    _, dirs = quick_run
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EXPERIMENTS_CACHE", str(dirs[0]))
-        patch.setenv("EXPERIMENTS_FIGURES", str(dirs[1]))
-        outcome = api.run(RECIPE, write=False)
-    assert outcome.from_cache
-    return outcome
+    return stored_outcome(RECIPE, quick_run[1])
 
 
 def test_limit_distribution_at_the_training_points_and_far_from_them():

@@ -16,10 +16,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import quick_cli_run, stored_outcome
 from scipy.optimize import brentq
 
-from experiments import api
 from experiments.recipes import kreisler2023_gfs_sharpness as recipe
 
 RECIPE = "kreisler2023-gfs-sharpness"
@@ -27,19 +26,12 @@ RECIPE = "kreisler2023-gfs-sharpness"
 
 @pytest.fixture(scope="module")
 def quick_run(session_store):
-    proc = run_cli("run", RECIPE, "--scale", "quick", env_dirs=session_store)
-    return proc, session_store
+    return quick_cli_run(RECIPE, session_store)
 
 
 @pytest.fixture(scope="module")
 def outcome(quick_run):
-    _, dirs = quick_run
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("EXPERIMENTS_CACHE", str(dirs[0]))
-        mp.setenv("EXPERIMENTS_FIGURES", str(dirs[1]))
-        result = api.run(RECIPE, write=False)
-    assert result.from_cache
-    return result
+    return stored_outcome(RECIPE, quick_run[1])
 
 
 def test_quick_run_records_every_claim(quick_run):

@@ -7,9 +7,8 @@ import math
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import quick_cli_run, run_cli, stored_outcome
 
-from experiments import api
 from experiments.recipes import kumar2024_lazy_to_rich as recipe
 from toy_models import lazy_rich as lr
 
@@ -18,19 +17,12 @@ RECIPE = "kumar2024-lazy-to-rich"
 
 @pytest.fixture(scope="module")
 def quick_run(session_store):
-    proc = run_cli("run", RECIPE, "--scale", "quick", env_dirs=session_store)
-    return proc, session_store
+    return quick_cli_run(RECIPE, session_store)
 
 
 @pytest.fixture(scope="module")
 def result(quick_run):
-    _, dirs = quick_run
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EXPERIMENTS_CACHE", str(dirs[0]))
-        patch.setenv("EXPERIMENTS_FIGURES", str(dirs[1]))
-        outcome = api.run(RECIPE, write=False)
-    assert outcome.from_cache
-    return outcome.result
+    return stored_outcome(RECIPE, quick_run[1]).result
 
 
 def test_quick_run_passes_every_claim(quick_run):

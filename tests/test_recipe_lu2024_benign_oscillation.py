@@ -12,17 +12,14 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli
-
-from experiments import api
+from conftest import quick_cli_run, stored_outcome
 
 RECIPE = "lu2024-benign-oscillation"
 
 
 @pytest.fixture(scope="module")
 def quick_run(session_store):
-    proc = run_cli("run", RECIPE, "--scale", "quick", env_dirs=session_store)
-    return proc, session_store
+    return quick_cli_run(RECIPE, session_store)
 
 
 def test_quick_run_passes_every_claim(quick_run):
@@ -37,13 +34,7 @@ def test_quick_run_passes_every_claim(quick_run):
 
 @pytest.fixture(scope="module")
 def outcome(quick_run):
-    _, dirs = quick_run
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EXPERIMENTS_CACHE", str(dirs[0]))
-        patch.setenv("EXPERIMENTS_FIGURES", str(dirs[1]))
-        out = api.run(RECIPE, write=False)
-    assert out.from_cache
-    return out
+    return stored_outcome(RECIPE, quick_run[1])
 
 
 def test_window_and_oscillation_against_independent_numbers(outcome):

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import quick_cli_run
 
 from experiments import api
 from experiments.probes.tracking import eos_summary
@@ -16,8 +16,7 @@ RECIPE = "cohen2021-progressive-sharpening"
 
 @pytest.fixture(scope="module")
 def quick_run(session_store):
-    proc = run_cli("run", RECIPE, "--scale", "quick", env_dirs=session_store)
-    return proc, session_store
+    return quick_cli_run(RECIPE, session_store)
 
 
 @pytest.mark.slow

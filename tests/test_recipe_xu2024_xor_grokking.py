@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import quick_cli_run
 
 from experiments import api
 
@@ -15,8 +15,7 @@ RECIPE = "xu2024-xor-grokking"
 
 @pytest.fixture(scope="module")
 def quick_run(session_store):
-    proc = run_cli("run", RECIPE, "--scale", "quick", env_dirs=session_store)
-    return proc, session_store
+    return quick_cli_run(RECIPE, session_store)
 
 
 def test_quick_run_passes_every_claim(quick_run):
