@@ -1,4 +1,4 @@
-"""Recipe cohen2025-central-flow at quick scale: the claims as measured (two fail honestly)."""
+"""Recipe cohen2025-central-flow at quick scale: the claims as measured."""
 
 from __future__ import annotations
 
@@ -22,13 +22,11 @@ def test_quick_run_records_its_claims(quick_run):
     record = json.loads((dirs[1] / f"{RECIPE}.json").read_text())
     passed = {c["name"].split(":")[0]: c["passed"] for c in record["claims"]}
     assert len(record["claims"]) == 5
-    # GD leaves the gradient flow, and its averaged loss is L(w_CF) + σ²/η
+    # GD leaves the gradient flow, and its averaged loss is L(w_CF) + tr Σ/η
     assert passed["‖w_GD − w_GF‖ grows"]
-    assert passed["time-averaged GD loss tracks L(w_CF) + σ²/η over the window"]
-    # on ten classes a second eigenvalue reaches 2/η: the one-eigenvalue flow's
-    # assumption fails, and with it S(w_CF) = 2/η (recorded, not hidden)
-    assert not passed["one unstable eigenvalue (the flow's assumption)"]
-    assert not passed["S(w_CF) stays at 2/η after the onset (Lanczos λ_max)"]
+    assert passed["time-averaged GD loss tracks L(w_CF) + tr Σ/η over the window"]
+    # the general flow holds every eigenvalue that reaches 2/η (several on ten classes)
+    assert passed["the held eigenvalues stay at 2/η after the onset (Lanczos λ_max of w_CF)"]
     assert proc.returncode == (0 if record["passed"] else 1), proc.stdout + proc.stderr
 
 
