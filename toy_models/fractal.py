@@ -128,6 +128,13 @@ CPU_CHUNK = 64  # pixels per chunk on CPU (cache-sized, see above)
 GPU_CHUNK = 65536  # pixels per chunk on CUDA (memory-sized)
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a sweep worker's share)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
+
+
 def default_chunk(device: str | torch.device) -> int:
     return GPU_CHUNK if torch.device(device).type == "cuda" else CPU_CHUNK
 
@@ -332,7 +339,7 @@ def train_plane(problem: Problem, lr0, lr1, steps: int, *, offset=None,
             return (members, out.to("cpu", torch.float64),
                     hist.to("cpu", torch.float64) if trajectory else None)
 
-    workers = min(workers or os.cpu_count() or 1, len(groups))
+    workers = min(workers or _usable_cores(), len(groups))
     if torch.device(device).type == "cpu" and workers > 1:
         # torch releases the GIL inside its kernels, so the chunks run side by side
         with ThreadPoolExecutor(workers) as pool:
