@@ -105,7 +105,64 @@ def central_flow_sigma2(loss_gradient: torch.Tensor, sharpness_gradient: torch.T
     return max(0.0, (push + 2.0 * relax * excess / lr) / norm2) if norm2 > 0 else 0.0
 
 
-class CentralFlow:
+class _EulerFlow:
+    """What both central flows share: the flat weights of ``model``, time in GD steps
+    (``substeps`` explicit-Euler substeps per step), the curvature operator at any w, and
+    the integration loop with a Lanczos ``refresh()`` every ``refresh_every`` substeps
+    (skipped where ``refreshed_at`` says it was just done). Subclasses give ``refresh``
+    and ``_substep``."""
+
+    refreshed_at = -1
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor,
+                 lr: float, substeps: int, relax: float, refresh_every: int,
+                 lanczos_tol: float, lanczos_ncv: int):
+        self.model, self.loss_fn, self.x, self.y = model, loss_fn, x, y
+        self.like = functional_params(model)
+        self.w = flatten(self.like).clone()
+        self.lr, self.threshold = lr, 2.0 / lr
+        self.substeps, self.relax = substeps, relax
+        self.refresh_every = refresh_every
+        self.lanczos_tol, self.lanczos_ncv = lanczos_tol, lanczos_ncv
+        self.n_substeps = 0
+        self.diverged = False
+        self.onset_step = float("nan")
+
+    @property
+    def step(self) -> float:
+        """Time in GD steps τ."""
+        return self.n_substeps / self.substeps
+
+    def _operator(self, w: torch.Tensor) -> CurvatureOperator:
+        return CurvatureOperator(self.model, self.loss_fn, self.x, self.y,
+                                 params=unflatten(w, self.like))
+
+    def loss(self) -> float:
+        return self._operator(self.w).loss()
+
+    def refresh(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _substep(self) -> None:
+        raise NotImplementedError
+
+    def advance_to(self, step: float) -> None:
+        """Integrate up to time ``step`` (in GD steps; a multiple of 1/substeps).
+
+        A non-finite state sets ``diverged`` and stops the flow where it is.
+        """
+        target = int(round(step * self.substeps))
+        while self.n_substeps < target and not self.diverged:
+            if (self.n_substeps % self.refresh_every == 0 and self.n_substeps
+                    and self.refreshed_at != self.n_substeps):
+                self.refresh()
+            self._substep()
+            self.n_substeps += 1
+            # a non-finite state is an outcome: the flow stops and says so
+            self.diverged = not bool(torch.isfinite(self.w).all())
+
+
+class CentralFlow(_EulerFlow):
     """Central flow of full-batch GD at step ``lr`` with one unstable eigenvalue.
 
     In GD steps τ (t = η·τ): dw/dτ = −η[∇L(w) + ½σ²∇S(w)], σ² from ``central_flow_sigma2``.
@@ -124,30 +181,14 @@ class CentralFlow:
     def __init__(self, model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor,
                  lr: float, substeps: int = 4, relax: float = 0.2, release: float = 0.01,
                  refresh_every: int = 20, lanczos_tol: float = 1e-6, lanczos_ncv: int = 8):
-        self.model, self.loss_fn, self.x, self.y = model, loss_fn, x, y
-        self.like = functional_params(model)
-        self.w = flatten(self.like).clone()
-        self.lr, self.threshold = lr, 2.0 / lr
-        self.substeps, self.relax, self.release = substeps, relax, release
-        self.refresh_every = refresh_every
-        self.lanczos_tol, self.lanczos_ncv = lanczos_tol, lanczos_ncv
-        self.n_substeps = 0
-        self.diverged = False
+        super().__init__(model, loss_fn, x, y, lr, substeps, relax, refresh_every,
+                         lanczos_tol, lanczos_ncv)
+        self.release = release
         self.active = False
-        self.onset_step = float("nan")
         self.sigma2 = 0.0
         self.sharpness = float("nan")
         self.u = torch.zeros_like(self.w)
         self.refresh()
-
-    @property
-    def step(self) -> float:
-        """Time in GD steps τ."""
-        return self.n_substeps / self.substeps
-
-    def _operator(self, w: torch.Tensor) -> CurvatureOperator:
-        return CurvatureOperator(self.model, self.loss_fn, self.x, self.y,
-                                 params=unflatten(w, self.like))
 
     def refresh(self, k: int = 1) -> np.ndarray:
         """Top ``k`` eigenvalues of H(w) by warm-started Lanczos; u becomes the top eigenvector."""
@@ -158,9 +199,6 @@ class CentralFlow:
         self.u = torch.as_tensor(eig.eigenvectors[:, 0], dtype=self.w.dtype,
                                  device=self.w.device)
         return eig.eigenvalues
-
-    def loss(self) -> float:
-        return self._operator(self.w).loss()
 
     def _substep(self) -> None:
         op = self._operator(self.w)
@@ -182,20 +220,6 @@ class CentralFlow:
                        if self.active else 0.0)
         self.u = at.hvp / torch.linalg.vector_norm(at.hvp)
         self.w = self.w - h * self.lr * (at.loss_gradient + 0.5 * self.sigma2 * at.gradient)
-
-    def advance_to(self, step: float) -> None:
-        """Integrate up to time ``step`` (in GD steps; a multiple of 1/substeps).
-
-        A non-finite state sets ``diverged`` and stops the flow where it is.
-        """
-        target = int(round(step * self.substeps))
-        while self.n_substeps < target and not self.diverged:
-            if self.n_substeps % self.refresh_every == 0 and self.n_substeps:
-                self.refresh()
-            self._substep()
-            self.n_substeps += 1
-            # a non-finite state is an outcome: the flow stops and says so
-            self.diverged = not bool(torch.isfinite(self.w).all())
 
 
 # ---------------------------------------------------------------- general central flow
@@ -320,7 +344,7 @@ def central_flow_sigma(gradients: torch.Tensor, loss_gradient: torch.Tensor,
     return solve_sdcp(gram, b)
 
 
-class GeneralCentralFlow:
+class GeneralCentralFlow(_EulerFlow):
     """Central flow of full-batch GD at step ``lr`` with any number of eigenvalues at 2/η.
 
     In GD steps τ: dw/dτ = −η[∇L(w) + ½∇⟨H(w), Σ⟩], Σ PSD on the span of the held
@@ -341,27 +365,13 @@ class GeneralCentralFlow:
                  lr: float, substeps: int = 4, relax: float = 0.2, track: float = 0.75,
                  hold: float = 0.975, max_tracked: int = 10, refresh_every: int = 20,
                  lanczos_tol: float = 1e-6, lanczos_ncv: int = 8):
-        self.model, self.loss_fn, self.x, self.y = model, loss_fn, x, y
-        self.like = functional_params(model)
-        self.w = flatten(self.like).clone()
-        self.lr, self.threshold = lr, 2.0 / lr
-        self.substeps, self.relax = substeps, relax
+        super().__init__(model, loss_fn, x, y, lr, substeps, relax, refresh_every,
+                         lanczos_tol, lanczos_ncv)
         self.track, self.hold, self.max_tracked = track, hold, max_tracked
-        self.refresh_every = refresh_every
-        self.lanczos_tol, self.lanczos_ncv = lanczos_tol, lanczos_ncv
-        self.n_substeps = 0
-        self.diverged = False
-        self.onset_step = float("nan")
         self.vectors = torch.zeros(1, self.w.numel(), dtype=self.w.dtype, device=self.w.device)
         self.ritz = np.zeros(1)
         self.sigma = np.zeros((0, 0))
-        self.refreshed_at = -1
         self.refresh()
-
-    @property
-    def step(self) -> float:
-        """Time in GD steps τ."""
-        return self.n_substeps / self.substeps
 
     @property
     def n_tracked(self) -> int:
@@ -379,10 +389,6 @@ class GeneralCentralFlow:
     @property
     def trace_sigma(self) -> float:
         return float(np.trace(self.sigma)) if self.sigma.size else 0.0
-
-    def _operator(self, w: torch.Tensor) -> CurvatureOperator:
-        return CurvatureOperator(self.model, self.loss_fn, self.x, self.y,
-                                 params=unflatten(w, self.like))
 
     def refresh(self) -> np.ndarray:
         """Top eigenvalues of H(w) by warm-started Lanczos, one more than are tracked (more
@@ -404,9 +410,6 @@ class GeneralCentralFlow:
         self.ritz = np.asarray(eig.eigenvalues[:n], dtype=np.float64)
         self.refreshed_at = self.n_substeps
         return eig.eigenvalues
-
-    def loss(self) -> float:
-        return self._operator(self.w).loss()
 
     def _substep(self) -> None:
         op = self._operator(self.w)
@@ -448,17 +451,3 @@ class GeneralCentralFlow:
         q, r = torch.linalg.qr((rotation.T @ products).T)
         self.vectors = (q * torch.sign(torch.diagonal(r))).T
         self.w = self.w - h * self.lr * (loss_gradient + 0.5 * velocity_correction)
-
-    def advance_to(self, step: float) -> None:
-        """Integrate up to time ``step`` (in GD steps; a multiple of 1/substeps).
-
-        A non-finite state sets ``diverged`` and stops the flow where it is.
-        """
-        target = int(round(step * self.substeps))
-        while self.n_substeps < target and not self.diverged:
-            if (self.n_substeps % self.refresh_every == 0 and self.n_substeps
-                    and self.refreshed_at != self.n_substeps):
-                self.refresh()
-            self._substep()
-            self.n_substeps += 1
-            self.diverged = not bool(torch.isfinite(self.w).all())
