@@ -194,11 +194,18 @@ class CurvatureOperator:
         return _scipy_operator(self.matvec, self.n_params, self.dtype, self.device)
 
     def gradient(self) -> Tensor:
-        """Flat full-batch gradient of L at ``params``."""
-        gradient_fn = grad(self._chunk_objective)
+        """Flat full-batch gradient of L at ``params``.
+
+        Plain ``torch.autograd.grad`` on detached leaves: the same kernels, and the same
+        bits, as ``torch.func.grad``, without its per-call transform set-up (on the fc-tanh
+        MNIST-1D workload, 5.9 ms against 6.8–7.0 ms per gradient, which the RK4 flows call
+        four times per step)."""
         total = torch.zeros(self.n_params, dtype=self.dtype, device=self.device)
         for xb, yb in _chunks(self.x, self.y, self.chunk_size):
-            total += flatten(gradient_fn(self.params, xb, yb))
+            leaves = {k: v.detach().requires_grad_() for k, v in self.params.items()}
+            objective = self._chunk_objective(leaves, xb, yb)
+            grads = torch.autograd.grad(objective, list(leaves.values()))
+            total += flatten(dict(zip(leaves, grads, strict=True)))
         return total
 
     def loss(self) -> float:
