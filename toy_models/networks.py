@@ -33,6 +33,34 @@ def mlp(widths: Sequence[int], activation: str = "tanh", bias: bool = True) -> n
     return nn.Sequential(*layers)
 
 
+def cnn(input_shape: Sequence[int], classes: int = 10, channels: Sequence[int] = (32, 32),
+        activation: str = "relu") -> nn.Sequential:
+    """Cohen et al.'s ``cnn-{relu,tanh,...}``: [conv 3 (padding 1) → act → max-pool 2] per
+    entry of ``channels``, then one linear layer, PyTorch's default init.
+
+    It takes flat inputs (as the datasets store them) and reshapes them to
+    ``input_shape``: (channels, height, width) for 2-D convolutions (CIFAR-10: (3, 32, 32),
+    giving Linear(2048, 10) after two poolings), (channels, length) for 1-D ones (MNIST-1D:
+    (1, 40)).
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; one of {sorted(ACTIVATIONS)}")
+    shape = tuple(int(d) for d in input_shape)
+    if len(shape) not in (2, 3):
+        raise ValueError(f"input_shape must be (C, L) or (C, H, W), got {shape}")
+    conv, pool = (nn.Conv1d, nn.MaxPool1d) if len(shape) == 2 else (nn.Conv2d, nn.MaxPool2d)
+    layers: list[nn.Module] = [nn.Unflatten(1, shape)]
+    fan_in, spatial = shape[0], list(shape[1:])
+    for width in channels:
+        layers += [conv(fan_in, width, 3, padding=1), ACTIVATIONS[activation](), pool(2)]
+        fan_in, spatial = width, [d // 2 for d in spatial]
+    features = fan_in * int(torch.tensor(spatial).prod())
+    if features == 0:
+        raise ValueError(f"input_shape {shape} is too small for {len(channels)} poolings")
+    layers += [nn.Flatten(), nn.Linear(features, classes)]
+    return nn.Sequential(*layers)
+
+
 def seeded(seed: int, build, *args, dtype: torch.dtype = torch.float32, **kwargs) -> nn.Module:
     """Build a module under ``torch.manual_seed(seed)`` without touching the global RNG."""
     with torch.random.fork_rng(devices=[]):
