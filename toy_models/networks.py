@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -54,7 +55,7 @@ def cnn(input_shape: Sequence[int], classes: int = 10, channels: Sequence[int] =
     for width in channels:
         layers += [conv(fan_in, width, 3, padding=1), ACTIVATIONS[activation](), pool(2)]
         fan_in, spatial = width, [d // 2 for d in spatial]
-    features = fan_in * int(torch.tensor(spatial).prod())
+    features = fan_in * math.prod(spatial)
     if features == 0:
         raise ValueError(f"input_shape {shape} is too small for {len(channels)} poolings")
     layers += [nn.Flatten(), nn.Linear(features, classes)]
