@@ -68,7 +68,8 @@ class FractalConfig:
     cpu_threads: int = param(1, lo=0, hi=256,
                              help="torch threads on CPU (0 = torch's default); 1 avoids "
                                   "OpenMP spin-waits on a shared 2-core machine")
-    seed: int = param(0, lo=0, help="data and initialisation seed (shared by every pixel)")
+    seed: int = param(0, lo=0, hi=2**31 - 1,
+                      help="data and initialisation seed (shared by every pixel)")
     tiles: int = param(1, lo=1, hi=1 << 20,
                        help="split the first keyframe's plane into this many tiles, each one "
                             "run (sweep --tiles N); 1 = the whole recipe")

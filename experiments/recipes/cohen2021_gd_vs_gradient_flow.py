@@ -46,7 +46,7 @@ DISTANCE_SHARE = 0.05  # distance at the first crossing < 5% of the distance at 
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = param(0, lo=0)
+    seed: int = param(0, lo=0, hi=2**31 - 1)
     n_train: int = param(1000, lo=50, hi=4000, help="first N MNIST-1D training examples")
     width: int = param(200, lo=4, hi=4096)
     lr: float = param(2 / 15, lo=1e-4, hi=10.0, help="GD step size η")

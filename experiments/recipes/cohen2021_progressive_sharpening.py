@@ -52,7 +52,7 @@ ARCHS = ("fc-tanh", "cnn-relu", "cnn-tanh")
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = param(0, lo=0, help="initialisation seed (the same init for every η)")
+    seed: int = param(0, lo=0, hi=2**31 - 1, help="initialisation seed (the same init for every η)")
     dataset: str = param("mnist1d", choices=("mnist1d", "cifar10"),
                          help="cifar10 needs data_dir; without it MNIST-1D at full size")
     data_dir: str = param("", help="folder holding cifar-10-batches-py (dataset=cifar10)")

@@ -42,7 +42,7 @@ REL_TOL = 0.01  # the issue's tolerance: measured boundary within 1% of the deri
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = param(0, lo=0, help="initialisation and synthetic data seed")
+    seed: int = param(0, lo=0, hi=2**31 - 1, help="initialisation and synthetic data seed")
     momentum: float = param(0.9, lo=0.0, hi=0.99, help="β of heavy-ball and Nesterov")
     steps: int = param(1000, lo=50, hi=10**6, help="SGD steps per run")
     bisection_iters: int = param(6, lo=0, hi=40, help="halvings of the scan's crossing interval")

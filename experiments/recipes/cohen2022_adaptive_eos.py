@@ -83,7 +83,8 @@ LABELS = {"adam": "Adam", "rmsprop": "RMSprop", "momentum": "momentum GD"}
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = param(0, lo=0, help="initialisation seed (the same init for every optimizer)")
+    seed: int = param(0, lo=0, hi=2**31 - 1,
+                      help="initialisation seed (the same init for every optimizer)")
     n_train: int = param(1000, lo=50, hi=4000, help="first N MNIST-1D training examples")
     width: int = param(200, lo=4, hi=4096, help="width of both hidden layers")
     adam_lr: float = param(2e-3, lo=1e-6, hi=1.0)

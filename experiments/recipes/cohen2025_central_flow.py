@@ -103,7 +103,7 @@ TRACK, HOLD = 0.75, 0.975  # tracked above 1.5/η, held (in the SDCP) above 1.95
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = param(0, lo=0)
+    seed: int = param(0, lo=0, hi=2**31 - 1)
     labels: str = param("digits", choices=tuple(LABELS),
                         help="parity: digit mod 2 (two outputs); digits: the ten classes")
     n_train: int = param(250, lo=50, hi=4000, help="first N MNIST-1D training examples")

@@ -76,7 +76,7 @@ ENSEMBLE_MAX_WIDTH = 256
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = param(0, lo=0)
+    seed: int = param(0, lo=0, hi=2**31 - 1)
     widths: tuple[int, ...] = param((50, 1000), lo=2, hi=100_000)
     inits: tuple[int, ...] = param((10, 10), lo=2, hi=100_000,
                                    help="initialisations per width for the claims (the "

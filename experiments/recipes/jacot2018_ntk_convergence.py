@@ -32,7 +32,7 @@ DESCRIPTION = ("Fig. 1: empirical NTK of depth-4 ReLU nets at init and after 200
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = param(0, lo=0)
+    seed: int = param(0, lo=0, hi=2**31 - 1)
     widths: tuple[int, ...] = param((128, 1024), lo=2, hi=100_000)
     inits: int = param(10, lo=2, hi=1000, help="independent initialisations per width")
     steps: int = param(200, lo=0, hi=10**6)

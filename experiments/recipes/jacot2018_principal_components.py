@@ -79,7 +79,7 @@ DESCRIPTION = ("Fig. 3: digits, target f0 + 0.5·(2nd kernel principal component
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = param(0, lo=0)
+    seed: int = param(0, lo=0, hi=2**31 - 1)
     n_points: int = param(128, lo=8, hi=1797, help="digits used (the paper: 512 MNIST)")
     inputs: str = param("unit", choices=("unit", "pixels"),
                         help="unit: each image scaled to ‖x‖² = 64; pixels: x/16 in [0, 1] "

@@ -81,7 +81,7 @@ DWELL_SPEARMAN = -0.8  # claim 3: a strong monotone relation
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = param(0, lo=0, help="seed of the random initialisations")
+    seed: int = param(0, lo=0, hi=2**31 - 1, help="seed of the random initialisations")
     depths: tuple[int, ...] = param((2, 3, 4, 5), lo=2, hi=12, help="depths D of ∏w_i")
     inits: int = param(10, lo=1, hi=10**4, help="random initialisations per depth and family")
     rhos: tuple[float, ...] = param((0.8, 1.02, 1.05, 1.1, 1.2), lo=0.05, hi=1.2,
@@ -113,7 +113,7 @@ class Config:
     rk4_sharpness_every: int = param(40, lo=1, hi=1000, help="RK4 steps between sharpness")
     sharpness_every: int = param(15, lo=1, hi=10**5, help="GD steps between sharpness probes")
     lanczos_tol: float = param(1e-8, lo=1e-12, hi=1e-3, help="ARPACK relative tolerance")
-    mlp_seed: int = param(0, lo=0, help="initialisation seed of the MLP")
+    mlp_seed: int = param(0, lo=0, hi=2**31 - 1, help="initialisation seed of the MLP")
 
     def __post_init__(self):
         if self.trace_depth not in self.depths:

@@ -33,7 +33,7 @@ DESCRIPTION = ("wide two-layer ReLU net, GD at η·λ₀/2 from 0.5 to beyond di
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = param(0, lo=0)
+    seed: int = param(0, lo=0, hi=2**31 - 1)
     n_train: int = param(128, lo=8, hi=1797)
     width: int = param(2048, lo=16, hi=10**6)
     steps: int = param(300, lo=10, hi=10**6)

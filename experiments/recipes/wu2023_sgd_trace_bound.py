@@ -38,7 +38,7 @@ FULL_BATCH = 0  # batch size 0 in the config means full-batch GD
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = param(0, lo=0)
+    seed: int = param(0, lo=0, hi=2**31 - 1)
     dataset: str = param("digits", choices=("digits", "mnist1d"))
     n_train: int = param(200, lo=20, hi=4000)
     width: int = param(64, lo=2, hi=4096)

@@ -40,7 +40,7 @@ REL_TOL = 0.05  # the issue's tolerance for the measured boundary
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = param(0, lo=0)
+    seed: int = param(0, lo=0, hi=2**31 - 1)
     n_train: int = param(12, lo=4, hi=16, help="examples (all C(n, B) batches are enumerated)")
     input_dim: int = param(3, lo=1, hi=64)
     width: int = param(16, lo=2, hi=512)
