@@ -32,19 +32,35 @@ def _bad_input(message: str) -> int:
     return 2
 
 
+def _status(recipe_id: str, scale: str) -> str:
+    ref = api.reference(recipe_id, scale)
+    if ref is None:
+        return f"{scale}: not run"
+    n_pass = sum(bool(c.get("passed")) for c in ref["claims"])
+    flags = api.reference_flags(recipe_id, ref)
+    return f"{scale}: {n_pass}/{len(ref['claims'])} pass" + "".join(f", {f}" for f in flags)
+
+
 def markdown_claim_table() -> str:
-    """The README's claim table, from the recorded ``figures/<id>.json`` files."""
+    """The README's claim table, from the reference JSONs (``figures/<id>.json``, and
+    ``figures/paper/<id>.json`` where a paper-scale reference exists)."""
     lines = ["| figure | scale | claim | expected | measured | ok |", "|---|---|---|---|---|---|"]
     for recipe_id in recipes.recipe_ids():
-        last = api.last_recorded(recipe_id)
-        if last is None:
+        found = False
+        for scale in api.SCALES:
+            ref = api.reference(recipe_id, scale)
+            if ref is None:
+                continue
+            found = True
+            flags = api.reference_flags(recipe_id, ref)
+            label = scale + (f" ({', '.join(flags)})" if flags else "")
+            for c in ref["claims"]:
+                ok = "pass" if c.get("passed") else "**FAIL**"
+                cells = [str(c.get(k, "")).replace("|", "\\|")
+                         for k in ("name", "expected", "measured")]
+                lines.append(f"| `{recipe_id}` | {label} | " + " | ".join(cells) + f" | {ok} |")
+        if not found:
             lines.append(f"| `{recipe_id}` | not run | | | | |")
-            continue
-        for c in last["claims"]:
-            ok = "pass" if c["passed"] else "**FAIL**"
-            cells = [str(c[k]).replace("|", "\\|") for k in ("name", "expected", "measured")]
-            lines.append(f"| `{recipe_id}` | {last['scale']} | " + " | ".join(cells) +
-                         f" | {ok} |")
     return "\n".join(lines)
 
 
@@ -52,18 +68,11 @@ def cmd_list(args) -> int:
     if args.markdown:
         print(markdown_claim_table())
         return 0
-    rows = []
     for recipe_id in recipes.recipe_ids():
         module = recipes.load(recipe_id)
-        last = api.last_recorded(recipe_id)
-        if last is None:
-            status = "not run"
-        else:
-            n_pass = sum(c["passed"] for c in last["claims"])
-            status = f"{last['scale']}: {n_pass}/{len(last['claims'])} pass"
-        rows.append((recipe_id, module.PAPER, module.DESCRIPTION, status))
-    for recipe_id, paper, description, status in rows:
-        print(f"{recipe_id}  [{status}]\n    {paper}\n    {description}")
+        status = "; ".join(_status(recipe_id, scale) for scale in api.SCALES
+                           if scale in module.PRESETS)
+        print(f"{recipe_id}  [{status}]\n    {module.PAPER}\n    {module.DESCRIPTION}")
     return 0
 
 
@@ -78,13 +87,18 @@ def cmd_params(args) -> int:
 def cmd_run(args) -> int:
     ids = recipes.recipe_ids() if args.id == "all" else [args.id]
     device = api.pick_device(args.device)
-    # Validate every requested run before computing any, so bad input writes nothing.
+    store.check_environment()
+    # Validate every requested run, and that its result and figure can be stored, before
+    # computing any, so bad input or an unusable store writes nothing.
     for recipe_id in ids:
-        api.resolve(recipe_id, args.scale, args.set, args.seed)
+        module, cfg = api.resolve(recipe_id, args.scale, args.set, args.seed)
+        api.preflight(recipe_id, module, cfg)
+        if api.is_preset(module, cfg, args.scale):
+            store.require_writable(store.reference_dir(args.scale), "EXPERIMENTS_FIGURES")
     rows, crashed = [], []
     for recipe_id in ids:
         try:
-            outcome = api.run(recipe_id, args.scale, args.set, args.seed, device,
+            outcome = api.run(recipe_id, args.scale, args.set, args.seed, device, write=True,
                               use_cache=not args.no_cache)
         except ConfigError:
             raise
@@ -94,8 +108,14 @@ def cmd_run(args) -> int:
             continue
         source = "cached" if outcome.from_cache else (
             f"{outcome.meta['provenance']['seconds']:.1f} s")
-        print(f"{recipe_id}: {source}; wrote {outcome.figure_path} and {outcome.json_path}",
-              flush=True)
+        if outcome.figure_path is None:
+            print(f"{recipe_id}: {source}; figure not written (the store is read-only here)",
+                  flush=True)
+        else:
+            where = ("the reference " if outcome.reference else
+                     "(not the preset, so not the reference) ")
+            print(f"{recipe_id}: {source}; wrote {where}{outcome.figure_path} and "
+                  f"{outcome.json_path}", flush=True)
         rows += [(recipe_id, claim) for claim in outcome.claims]
     print(table(rows))
     if crashed:
@@ -103,38 +123,62 @@ def cmd_run(args) -> int:
     return 0 if all(claim.passed for _, claim in rows) and not crashed else 1
 
 
+def _config_from(module, data: dict):
+    return module.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
 def cmd_check(args) -> int:
-    rows, stale = [], []
+    """Re-evaluate every reference's claims from its cached arrays, then verify every entry
+    of the store; reports each problem on its own line and goes on."""
+    store.check_environment()
+    rows, notes, flagged, damaged, entries = [], [], [], 0, 0
     for recipe_id in recipes.recipe_ids():
         module = recipes.load(recipe_id)
-        runs = store.cached_runs(recipe_id)
-        if not runs:
-            print(f"{recipe_id}: no cached result (run it first)")
-            continue
-        seen_scales = set()
-        current_code = store.code_hash(module.__file__)
-        for directory, meta in runs:
-            if meta["scale"] in seen_scales:
+        for scale in api.SCALES:
+            ref = api.reference(recipe_id, scale)
+            if ref is None:
                 continue
-            seen_scales.add(meta["scale"])
+            label = f"{recipe_id} ({scale})"
+            flags = api.reference_flags(recipe_id, ref)
+            if flags:
+                flagged.append(f"{label}: {', '.join(flags)}")
+            key = ref.get("provenance", {}).get("cache_key", "")
+            directory = store.run_dir(recipe_id, key)
             try:
-                cfg = module.Config(**{
-                    k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
-            except TypeError:
-                print(f"{recipe_id} ({meta['scale']}): cached with an outdated config; rerun it")
+                result, _ = store.read_entry(directory, recipe_id, ref.get("config"))
+                cfg = _config_from(module, ref["config"])
+            except store.DamagedEntry as err:
+                recorded = sum(bool(c.get("passed")) for c in ref["claims"])
+                notes.append(f"{label}: cached arrays not usable ({err}); the reference "
+                             f"records {recorded}/{len(ref['claims'])} claims passing")
                 continue
-            result = store.load_result(directory / "result.npz")
-            label = f"{recipe_id} ({meta['scale']})"
-            if meta["code_hash"] != current_code:
-                stale.append(label)
-            rows += [(label, claim) for claim in api.evaluate_claims(module, result, cfg)]
-    if not rows:
-        print("nothing to check")
-        return 0
-    print(table(rows))
-    if stale:
-        print("computed with older code: " + ", ".join(stale))
-    return 0 if all(claim.passed for _, claim in rows) else 1
+            except (TypeError, ValueError) as err:
+                notes.append(f"{label}: the reference's config no longer builds ({err})")
+                continue
+            claims = api.evaluate_claims(module, result, cfg)
+            recorded = {c.get("name"): c.get("passed") for c in ref["claims"]}
+            for claim in claims:
+                if recorded.get(claim.name) is not None and recorded[claim.name] != claim.passed:
+                    notes.append(f"{label}: '{claim.name}' recorded "
+                                 f"{'pass' if recorded[claim.name] else 'fail'}, "
+                                 f"now {'pass' if claim.passed else 'fail'}")
+            rows += [(label, claim) for claim in claims]
+        for directory in store.entries(recipe_id):
+            entries += 1
+            try:
+                store.read_entry(directory, recipe_id)
+            except store.DamagedEntry as err:
+                damaged += 1
+                print(f"damaged cache entry {directory}: {err}")
+    if rows:
+        print(table(rows))
+    for line in notes:
+        print(line)
+    for line in flagged:
+        print(f"reference {line}")
+    print(f"{len(rows)} claims re-evaluated; {len(flagged)} references flagged; "
+          f"{entries} cache entries, {damaged} damaged")
+    return 0 if all(claim.passed for _, claim in rows) and not damaged else 1
 
 
 def cmd_bench(args) -> int:
@@ -154,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Rerun the papers' figures and check their claims.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    listing = sub.add_parser("list", help="every figure id, its paper, and its last claim status")
+    listing = sub.add_parser("list", help="every figure id, its paper, and its references' "
+                                          "claim status (stale, dirty flagged)")
     listing.add_argument("--markdown", action="store_true",
                          help="print the recorded claims as the README's Markdown table")
 
@@ -171,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("--no-cache", action="store_true", help="recompute even if cached")
 
-    sub.add_parser("check", help="re-evaluate claims on the cached results")
+    sub.add_parser("check", help="re-evaluate the references' claims from the store and "
+                                 "verify every cache entry")
 
     bench = sub.add_parser("bench", help="speed and memory benchmark table")
     bench.add_argument("--quick", action="store_true", help="fewer repeats")

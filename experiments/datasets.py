@@ -89,17 +89,59 @@ CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 CIFAR_TEST = ["test_batch"]
 
 
+# The globals a cifar-10-batches-py file may name: numpy's array and scalar
+# reconstructors (under numpy 1's and numpy 2's module names) and latin-1 ``bytes``
+# (protocol-2 pickles written by Python 3). Everything else -- ``os.system``,
+# ``builtins.eval``, any class -- is refused before it can be called.
+_CIFAR_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels / 255 as float64 (N, 3072), labels int64 (N,)) of one CIFAR-10 batch file,
+    read with an unpickler that admits only the types such a file holds."""
+    bad = f"data_dir: {path} is not a CIFAR-10 python batch"
+    try:
+        with open(path, "rb") as handle:
+            batch = _CifarUnpickler(handle, encoding="bytes").load()
+    except Exception as err:  # truncated, garbage or hostile: one line, nothing executed
+        raise ConfigError(f"{bad} ({type(err).__name__}: {err})") from None
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise ConfigError(f"{bad} (no b'data' and b'labels' entries)")
+    data, labels = batch[b"data"], batch[b"labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+            or data.shape[1] != 3072:
+        raise ConfigError(f"{bad} (b'data' is not a uint8 array of rows of 3072 pixels)")
+    try:
+        labels = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{bad} (b'labels' are not integers)") from None
+    if labels.shape != (data.shape[0],) or labels.min(initial=0) < 0 or \
+            labels.max(initial=0) > 9:
+        raise ConfigError(f"{bad} (b'labels' are not {data.shape[0]} classes in 0..9)")
+    return data.astype(np.float64) / 255.0, labels
+
+
 def _read_cifar_batches(folder: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for name in names:
         path = folder / name
-        if not path.exists():
+        if not path.is_file():
             raise ConfigError(f"data_dir: {folder} has no CIFAR-10 file {name!r} "
                               "(expected the python-pickle batches of cifar-10-batches-py)")
-        with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
-        xs.append(np.asarray(batch[b"data"], dtype=np.float64) / 255.0)
-        ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        x, y = _cifar_batch(path)
+        xs.append(x)
+        ys.append(y)
     return np.concatenate(xs), np.concatenate(ys)
 
 

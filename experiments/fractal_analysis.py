@@ -138,14 +138,56 @@ def canonical_name(hyperparameters: dict) -> str:
 
 
 def _save_keyframe(path: Path, score: np.ndarray, window: Window) -> None:
+    arrays = {"score": np.asarray(score), "window": np.asarray(window, dtype=np.float64),
+              "name": np.asarray(path.parent.name), "frame": np.asarray(path.name)}
+    arrays["digest"] = np.asarray(store.arrays_digest(arrays))
     buffer = io.BytesIO()
-    np.savez(buffer, score=score, window=np.asarray(window, dtype=np.float64))
+    np.savez(buffer, **arrays)
     store.atomic_write_bytes(path, buffer.getvalue())
 
 
 def _load_keyframe(path: Path) -> tuple[np.ndarray, Window]:
-    with np.load(path) as data:
-        return data["score"], tuple(float(v) for v in data["window"])
+    """A keyframe checked as the results store checks an entry: it must name this plane
+    (folder) and this file, and its arrays must hash to the digest it carries; else
+    :class:`store.DamagedEntry`."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data}
+    except Exception as err:  # truncated or garbage: never served
+        raise store.DamagedEntry(f"keyframe is unreadable ({type(err).__name__})") from None
+    digest = arrays.pop("digest", None)
+    if digest is None or set(arrays) != {"score", "window", "name", "frame"}:
+        raise store.DamagedEntry("keyframe lacks its digest or arrays (older code)")
+    if str(arrays["name"]) != path.parent.name or str(arrays["frame"]) != path.name:
+        raise store.DamagedEntry("keyframe belongs to another plane or keyframe")
+    if store.arrays_digest(arrays) != str(digest):
+        raise store.DamagedEntry("keyframe does not match its digest")
+    return arrays["score"], tuple(float(v) for v in arrays["window"])
+
+
+def _read_keyframe(path: Path) -> tuple[np.ndarray, Window] | None:
+    """The cached keyframe, or None (absent, or damaged and moved aside to be recomputed)."""
+    if not path.exists():
+        return None
+    try:
+        return _load_keyframe(path)
+    except store.DamagedEntry as err:
+        store.quarantine(path, f"{err}; recomputing it")
+        return None
+
+
+def _read_windows(manifest: Path) -> list[Window] | None:
+    if not manifest.exists():
+        return None
+    try:
+        windows = [tuple(float(v) for v in w) for w in json.loads(manifest.read_text())["windows"]]
+        if not all(len(w) == 4 for w in windows):
+            raise ValueError("a window is not 4 numbers")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        store.quarantine(manifest, f"windows.json is unreadable ({type(err).__name__}); "
+                                   "choosing the windows again")
+        return None
+    return windows
 
 
 def zoom_sequence(compute: Callable[[Window, int], np.ndarray], first: Window, keyframes: int,
@@ -161,10 +203,9 @@ def zoom_sequence(compute: Callable[[Window, int], np.ndarray], first: Window, k
     directory = root / canonical_name(hyperparameters)
     manifest = directory / "windows.json"
     windows: list[Window] = [tuple(first)]
-    if manifest.exists():
-        stored = [tuple(w) for w in json.loads(manifest.read_text())["windows"]]
-        if stored and np.allclose(stored[0], first):
-            windows = stored
+    stored = _read_windows(manifest)
+    if stored and np.allclose(stored[0], first):
+        windows = stored
     scores: list[np.ndarray] = []
     for k in range(keyframes):
         if k >= len(windows):
@@ -173,10 +214,9 @@ def zoom_sequence(compute: Callable[[Window, int], np.ndarray], first: Window, k
                                                "windows": windows})
         path = directory / f"keyframe-{k:02d}-r{resolution}.npz"
         score = None
-        if path.exists():
-            stored_score, stored_window = _load_keyframe(path)
-            if np.allclose(stored_window, windows[k]):
-                score = stored_score
+        cached = _read_keyframe(path)
+        if cached is not None and np.allclose(cached[1], windows[k]):
+            score = cached[0]
         if score is None:
             score = np.asarray(compute(windows[k], resolution), dtype=np.float64)
             _save_keyframe(path, score, windows[k])
@@ -242,8 +282,9 @@ def seed_keyframe(hyperparameters: dict, first: Window, resolution: int, score: 
     root = store.cache_root() / "fractal-zoom" if cache is None else Path(cache)
     directory = root / canonical_name(hyperparameters)
     path = directory / f"keyframe-00-r{resolution}.npz"
-    if path.exists():
-        cached, window = _load_keyframe(path)
+    found = _read_keyframe(path)
+    if found is not None:
+        cached, window = found
         same = np.allclose(window, first) and np.array_equal(cached, score)
         return "equal" if same else "different"
     _save_keyframe(path, np.asarray(score, dtype=np.float64), first)

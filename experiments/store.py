@@ -10,6 +10,19 @@ Layout (under the cache root, ``.cache/experiments`` in the project by default):
 
 ``key`` hashes the recipe id, the resolved config and the source of the code the
 recipe can depend on (the recipe file, ``toy_models`` and the lab modules).
+
+What a reader of the store can rely on (the README's contract section says the same):
+
+* an entry is served only if its ``meta.json`` names this key, this recipe and this
+  resolved config, and the digest of its arrays equals the one recorded when it was
+  written (:func:`read_entry`); anything else is moved aside into ``<id>/.damaged/``
+  with one warning line (:func:`quarantine`) and recomputed;
+* nothing read from the store or a data folder is unpickled or executed: results are
+  ``.npz`` loaded with ``allow_pickle=False``, checkpoints load with
+  ``torch.load(weights_only=True)``; the lock is opened with ``O_NOFOLLOW`` and must be
+  a regular file, so a planted symlink is never written through;
+* files are created with the permissions the umask allows (0644 under 022, 0664 under
+  002), folders likewise, so a group can share one ``EXPERIMENTS_CACHE``.
 """
 
 from __future__ import annotations
@@ -25,34 +38,109 @@ import os
 import platform
 import resource
 import socket
+import stat
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from experiments.config import ConfigError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent
 
 
+class StoreError(ConfigError):
+    """The store or the figures folder cannot be used as configured (one line, exit 2)."""
+
+
+class DamagedEntry(Exception):
+    """A cache entry that must not be served: unreadable, truncated, or another config's."""
+
+
+def _root_from_env(variable: str, default: Path) -> Path:
+    value = os.environ.get(variable)
+    if value is None:
+        return default
+    if not value.strip():
+        raise StoreError(f"{variable} is set but empty; unset it or name a folder")
+    return Path(value).expanduser()
+
+
 def cache_root() -> Path:
-    return Path(os.environ.get("EXPERIMENTS_CACHE", PROJECT_ROOT / ".cache" / "experiments"))
+    return _root_from_env("EXPERIMENTS_CACHE", PROJECT_ROOT / ".cache" / "experiments")
 
 
 def figures_root() -> Path:
-    return Path(os.environ.get("EXPERIMENTS_FIGURES", PROJECT_ROOT / "figures"))
+    """The committed reference figures: ``<id>.png/json`` (quick), ``paper/<id>.*``."""
+    return _root_from_env("EXPERIMENTS_FIGURES", PROJECT_ROOT / "figures")
+
+
+def reference_dir(scale: str) -> Path:
+    """Where a preset's reference figure and JSON live for ``scale``."""
+    return figures_root() if scale == "quick" else figures_root() / scale
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = Path(path).absolute()
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def writable(path: Path) -> bool:
+    """True if ``path`` is a folder this process can write, or can be created as one."""
+    existing = _nearest_existing(path)
+    return existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
+
+
+def check_environment() -> None:
+    """One clear line (StoreError) before any compute when the store's folders are unusable."""
+    for variable, root in (("EXPERIMENTS_CACHE", cache_root()),
+                           ("EXPERIMENTS_FIGURES", figures_root())):
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"{variable}: {root} is a file, not a folder")
+        existing = _nearest_existing(root)
+        if not existing.is_dir():
+            raise StoreError(f"{variable}: {existing} is a file, not a folder")
+
+
+def require_writable(path: Path, what: str) -> None:
+    if not writable(path):
+        raise StoreError(f"{what}: cannot write {path} (read-only or not a folder)")
 
 
 # ---------------------------------------------------------------- atomic writes
 
+def current_umask() -> int:
+    """The process umask, read without changing it (``/proc``), else by set-and-restore."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+
+    The file gets the mode a plain ``open`` would (0666 less the umask), not mkstemp's 0600,
+    so the other members of a group sharing the store can read it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -78,8 +166,19 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def save_result(path: Path, result: dict[str, Any]) -> None:
-    """Store a result dict (arrays, floats, ints, bools, strings) as one ``.npz`` file."""
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of every array's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        value = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}\0{value.dtype.str}\0{value.shape}\0".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def save_result(path: Path, result: dict[str, Any]) -> str:
+    """Store a result dict (arrays, floats, ints, bools, strings) as one ``.npz`` file;
+    returns the digest of its arrays (recorded in ``meta.json``)."""
     buffer = io.BytesIO()
     arrays = {key: np.asarray(value) for key, value in result.items()}
     for key, value in arrays.items():
@@ -87,11 +186,90 @@ def save_result(path: Path, result: dict[str, Any]) -> None:
             raise TypeError(f"result[{key!r}] is not a numeric array or scalar")
     np.savez(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
+    return arrays_digest(arrays)
+
+
+def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data}
+
+
+def _as_result(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {key: (value.item() if value.ndim == 0 else value) for key, value in arrays.items()}
 
 
 def load_result(path: Path) -> dict[str, Any]:
-    with np.load(path, allow_pickle=False) as data:
-        return {key: (data[key].item() if data[key].ndim == 0 else data[key]) for key in data}
+    """The arrays of a ``result.npz`` without any check (prefer :func:`read_entry`)."""
+    return _as_result(_load_arrays(path))
+
+
+def _plain(obj: Any) -> Any:
+    """JSON round trip (tuples become lists), to compare a config with a stored one."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    """An entry's ``meta.json`` as a dict; DamagedEntry if missing, unreadable or garbled."""
+    path = Path(directory) / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DamagedEntry("meta.json is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DamagedEntry(f"meta.json is unreadable ({type(err).__name__})") from None
+    if not isinstance(meta, dict):
+        raise DamagedEntry("meta.json is not an object")
+    return meta
+
+
+def read_entry(directory: Path, recipe_id: str | None = None,
+               config: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(result, meta) of a complete cache entry, after checking that it is the one asked for.
+
+    Served only if ``meta.json`` records this folder's key, ``recipe_id`` and ``config``
+    (when given), and the arrays of ``result.npz`` hash to the recorded digest. Raises
+    :class:`DamagedEntry` naming the first check that fails.
+    """
+    directory = Path(directory)
+    meta = read_meta(directory)
+    if meta.get("key") != directory.name:
+        raise DamagedEntry(f"meta.json names key {meta.get('key')!r}, not {directory.name!r}")
+    if recipe_id is not None and meta.get("id") != recipe_id:
+        raise DamagedEntry(f"meta.json names recipe {meta.get('id')!r}, not {recipe_id!r}")
+    if config is not None and _plain(meta.get("config")) != _plain(config):
+        raise DamagedEntry("meta.json records another config")
+    if not isinstance(meta.get("digest"), str):
+        raise DamagedEntry("meta.json has no digest of the arrays (an entry from older code)")
+    try:
+        arrays = _load_arrays(directory / "result.npz")
+    except FileNotFoundError:
+        raise DamagedEntry("result.npz is missing") from None
+    except Exception as err:  # a truncated zip raises one of several types, all unservable
+        raise DamagedEntry(f"result.npz is unreadable ({type(err).__name__})") from None
+    if arrays_digest(arrays) != meta["digest"]:
+        raise DamagedEntry("result.npz does not match the digest in meta.json")
+    return _as_result(arrays), meta
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def quarantine(path: Path, reason: str) -> Path:
+    """Move a bad entry (a run folder, less its lock, or a single file) into ``.damaged/``
+    beside it, with one warning line; returns where it went. Nothing is deleted."""
+    path = Path(path)
+    destination = path.parent / ".damaged" / f"{path.name}.{time.time_ns()}"
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir() and not path.is_symlink():
+        destination.mkdir()
+        for child in path.iterdir():
+            if child.name != ".lock":  # the lock stays: a waiting process still holds it
+                os.replace(child, destination / child.name)
+    elif path.exists() or path.is_symlink():
+        os.replace(path, destination)
+    warn(f"{path}: {reason}; moved aside to {destination}")
+    return destination
 
 
 # ---------------------------------------------------------------- keys
@@ -158,16 +336,13 @@ def run_dir(recipe_id: str, key: str) -> Path:
     return cache_root() / recipe_id / key
 
 
-def cached_runs(recipe_id: str) -> list[tuple[Path, dict[str, Any]]]:
-    """Completed runs of a recipe, newest first, as (run dir, meta)."""
+def entries(recipe_id: str) -> list[Path]:
+    """Every run folder of a recipe in the store that holds a result or a meta file."""
     base = cache_root() / recipe_id
-    runs = []
-    if base.is_dir():
-        for meta_path in base.glob("*/meta.json"):
-            if (meta_path.parent / "result.npz").exists():
-                runs.append((meta_path.parent, json.loads(meta_path.read_text())))
-    runs.sort(key=lambda item: item[1].get("finished_at", 0.0), reverse=True)
-    return runs
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and ((p / "result.npz").exists() or (p / "meta.json").exists()))
 
 
 def is_complete(directory: Path) -> bool:
@@ -195,7 +370,7 @@ def _flock(directory: Path, wait: bool, on_wait: Any = None) -> Iterator[bool]:
         yield True
         return
     directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_lock(directory / ".lock")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -216,6 +391,21 @@ def _flock(directory: Path, wait: bool, on_wait: Any = None) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def open_lock(path: Path) -> int:
+    """Open (creating) a lock file for writing, never through a symlink and only if it is a
+    regular file; a planted link or folder there is a StoreError, not a write elsewhere."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as err:
+        kind = "a symlink" if path.is_symlink() else "a folder" if path.is_dir() else \
+            "not openable"
+        raise StoreError(f"lock {path} is {kind} ({err.strerror}); remove it") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StoreError(f"lock {path} is not a regular file; remove it")
+    return fd
 
 
 def run_lock(directory: Path):
@@ -244,8 +434,8 @@ def hold(directory: Path, on_wait: Any = None):
 def lock_held(directory: Path) -> bool:
     """True while some process holds the run directory's lock (it is computing the run)."""
     try:
-        fd = os.open(Path(directory) / ".lock", os.O_RDONLY)
-    except FileNotFoundError:
+        fd = os.open(Path(directory) / ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # none, or a planted link or folder: no process holds a lock there
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -285,16 +475,28 @@ def checkpoint_path(name: str) -> Path | None:
 
 # ---------------------------------------------------------------- provenance
 
-def git_commit() -> str:
+def tree_state() -> tuple[str, bool | None]:
+    """(HEAD commit, whether the work tree is clean) of the project's git checkout.
+
+    Clean means no modified, staged or untracked (not ignored) file outside ``figures/``:
+    writing the references themselves must not make the next one dirty. ("unknown", None)
+    outside a git checkout.
+    """
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, text=True,
                                 capture_output=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=PROJECT_ROOT, text=True, capture_output=True,
-                               timeout=10).stdout.strip()
+        changes = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!figures"],
+                                 cwd=PROJECT_ROOT, text=True, capture_output=True,
+                                 timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return commit + ("+dirty" if dirty else "")
+        return "unknown", None
+    return commit, not changes
+
+
+def git_commit() -> str:
+    """HEAD, with ``+dirty`` when the tree is not clean (see :func:`tree_state`)."""
+    commit, clean = tree_state()
+    return commit + ("+dirty" if clean is False else "")
 
 
 def package_versions() -> dict[str, str]:
@@ -330,3 +532,64 @@ def peak_memory_mb(device: str) -> dict[str, float]:
     if device.startswith("cuda") and torch.cuda.is_available():
         peak["peak_cuda_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return peak
+
+
+# ---------------------------------------------------------------- checkpoint files
+
+# ``torch.load(weights_only=True)`` admits tensors and plain containers only, so numpy
+# values (probe histories, warm-start vectors) are stored as tagged tensors and come back
+# with their dtype: a resumed run records the same arrays as an uninterrupted one.
+_NDARRAY, _NPSCALAR, _TUPLE = "__ndarray__", "__npscalar__", "__tuple__"
+
+
+def _encode(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray | np.generic):
+        array = np.asarray(obj)
+        if array.dtype.kind not in "biufc":
+            raise TypeError(f"checkpoint: cannot store a numpy array of dtype {array.dtype}")
+        tag = _NDARRAY if isinstance(obj, np.ndarray) else _NPSCALAR
+        return {tag: __import__("torch").from_numpy(np.array(array, order="C", copy=True))}
+    if isinstance(obj, dict):
+        return {key: _encode(value) for key, value in obj.items()}
+    if isinstance(obj, tuple):
+        return {_TUPLE: [_encode(value) for value in obj]}
+    if isinstance(obj, list):
+        return [_encode(value) for value in obj]
+    return obj
+
+
+def _decode(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if len(obj) == 1 and _NDARRAY in obj:
+            return obj[_NDARRAY].numpy()
+        if len(obj) == 1 and _NPSCALAR in obj:
+            return obj[_NPSCALAR].numpy()[()]
+        if len(obj) == 1 and _TUPLE in obj:
+            return tuple(_decode(value) for value in obj[_TUPLE])
+        return {key: _decode(value) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(value) for value in obj]
+    return obj
+
+
+def save_checkpoint(path: Path, blob: dict[str, Any]) -> None:
+    """Write a training checkpoint atomically, as tensors and plain data only."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(_encode(blob), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path, map_location: Any = None) -> dict[str, Any]:
+    """A checkpoint written by :func:`save_checkpoint`; loads no code (``weights_only``).
+    Raises :class:`DamagedEntry` for a truncated, garbled or foreign file."""
+    import torch
+
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated zip, pickle with disallowed globals, not a file
+        raise DamagedEntry(f"checkpoint is unreadable ({type(err).__name__})") from None
+    if not isinstance(blob, dict):
+        raise DamagedEntry("checkpoint is not a dict")
+    return _decode(blob)

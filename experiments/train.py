@@ -13,7 +13,6 @@ The objective is always the mean over examples of the loss's per-example vector
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -270,6 +269,42 @@ def _record_probes(probes, state: TrainState, total: int, recorder: _Recorder) -
             recorder.add(f"{probe.name}.value", value)
 
 
+def _resume(path, model: nn.Module, opt, sampler, device) -> dict[str, Any] | None:
+    """Restore a checkpoint into the fresh model, optimizer, sampler and torch RNG; returns
+    its blob, or None after moving a damaged or mismatched file aside (that fit restarts).
+
+    The model and optimizer are loaded only once every part of the file has been read, so
+    a file that fails half-way leaves them as freshly built.
+    """
+    try:
+        saved = store.load_checkpoint(path, map_location=device)
+        model_state, opt_state = saved["model"], saved["optimizer"]
+        memory, history = saved["memory"], saved["history"]
+        if not (isinstance(history, dict) and isinstance(memory, dict)):
+            raise store.DamagedEntry("checkpoint history or memory is not a dict")
+        for key in ("step", "initial_loss", "outcome", "sampler"):
+            saved[key]  # noqa: B018 (a missing key is a damaged file)
+        rng = saved["torch_rng"]
+        fresh_model = {k: v.clone() for k, v in model.state_dict().items()}
+        fresh_opt = opt.state_dict()
+        try:
+            model.load_state_dict(model_state)
+            opt.load_state_dict(opt_state)
+            if sampler is not None:
+                sampler.load(saved["sampler"])
+            torch.set_rng_state(rng)
+        except Exception:
+            model.load_state_dict(fresh_model)
+            opt.load_state_dict(fresh_opt)
+            raise
+    except (store.DamagedEntry, KeyError, TypeError, ValueError, RuntimeError) as err:
+        reason = str(err) if isinstance(err, store.DamagedEntry) else (
+            f"checkpoint does not fit this run ({type(err).__name__})")
+        store.quarantine(path, reason + "; this fit restarts")
+        return None
+    return saved
+
+
 def fit(
     model: nn.Module,
     loss_fn: LossFn,
@@ -332,17 +367,14 @@ def fit(
     start_step, initial_loss, outcome = 0, None, None
     path = store.checkpoint_path(checkpoint) if checkpoint else None
     if path is not None and path.exists():
-        saved = torch.load(path, map_location=param.device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        recorder = _Recorder(saved["history"])
-        memory = saved["memory"]
-        start_step, initial_loss, outcome = saved["step"], saved["initial_loss"], saved["outcome"]
-        if sampler is not None:
-            sampler.load(saved["sampler"])
-        torch.set_rng_state(saved["torch_rng"])
-        if outcome is not None:
-            return History(recorder.arrays(), outcome, start_step)
+        saved = _resume(path, model, opt, sampler, param.device)
+        if saved is not None:
+            recorder = _Recorder(saved["history"])
+            memory = saved["memory"]
+            start_step, initial_loss = saved["step"], saved["initial_loss"]
+            outcome = saved["outcome"]
+            if outcome is not None:
+                return History(recorder.arrays(), outcome, start_step)
 
     def save(step: int, final_outcome: str | None) -> None:
         blob = {
@@ -352,9 +384,7 @@ def fit(
             "sampler": sampler.state() if sampler is not None else None,
             "torch_rng": torch.get_rng_state(),
         }
-        buffer = io.BytesIO()
-        torch.save(blob, buffer)
-        store.atomic_write_bytes(path, buffer.getvalue())
+        store.save_checkpoint(path, blob)
 
     state = TrainState(model, opt, start_step, x, y, loss_fn, chunk_size, memory)
     last_save = time.monotonic()

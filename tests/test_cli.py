@@ -19,6 +19,8 @@ RECIPE = "cohen2021-stability-thresholds"
     (("run", RECIPE, "--scale", "huge"), "--scale"),
     (("run", RECIPE, "--device", "tpu"), "--device"),
     (("run", RECIPE, "--seed", "x"), "--seed"),
+    (("run", RECIPE, "--seed", "99999999999999999999"), "seed"),
+    (("run", RECIPE, "--set", "steps=300", "--set", "steps=400"), "given twice"),
     (("run", "all", "--set", "nonsense=1"), "unknown config key"),
     (("frobnicate",), "invalid choice"),
 ])
@@ -42,15 +44,20 @@ def test_params_shows_allowed_values(tmp_path):
     assert proc.returncode == 0 and "momentum = 0.9" in proc.stdout and "[0.0, 0.99]" in proc.stdout
 
 
-def test_a_failing_claim_exits_1_and_still_writes_the_record(tmp_path):
+def test_a_failing_claim_exits_1_and_writes_its_record_beside_the_cache(tmp_path):
     # A coarse search (no bisection, ±50% bracket) cannot locate the boundary within 1%.
+    # Not the preset, so its figure and JSON go beside its cached arrays, not figures/.
     dirs = (tmp_path / "cache", tmp_path / "figures")
     proc = run_cli("run", RECIPE, "--set", "bracket=0.5", "--set", "scan_points=3",
                    "--set", "bisection_iters=0", "--set", "steps=200", env_dirs=dirs)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAIL" in proc.stdout
-    record = json.loads((dirs[1] / f"{RECIPE}.json").read_text())
+    assert files_under(dirs[1]) == []
+    [js] = list((dirs[0] / RECIPE).glob(f"*/{RECIPE}.json"))
+    record = json.loads(js.read_text())
     assert record["passed"] is False and record["config"]["bracket"] == 0.5
-    assert (dirs[1] / f"{RECIPE}.png").stat().st_size > 10_000
+    assert record["reference"] is False and str(js) in proc.stdout
+    assert js.with_suffix(".png").stat().st_size > 10_000
+    # check reads only the references (none here) and verifies the entry
     check = run_cli("check", env_dirs=dirs)
-    assert check.returncode == 1 and "FAIL" in check.stdout
+    assert check.returncode == 0 and "1 cache entries, 0 damaged" in check.stdout
