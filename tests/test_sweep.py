@@ -1,5 +1,7 @@
-"""Sweeps: grid parsing and validation, resume after a killed worker, crashed points,
-tile stitching, locks, and the submitit local executor round-trip.
+"""Sweeps: grid parsing and validation, the up-front refusals (grid size, data_dir,
+--scalar), one code hash per plan, where summaries go, resume after a killed worker,
+crashed points, damaged entries, tile stitching, locks, and the submitit local executor
+round-trip.
 
 The points are tiny planes of the fractal recipe (16² pixels, 20 steps: well under a
 second each), so the tests exercise the real process pool and submitit jobs quickly.
@@ -54,7 +56,59 @@ def test_plan_is_the_cartesian_product_in_grid_order():
     # every point's run directory is the one a single `run` of its config uses
     module, cfg = api.resolve(RECIPE, "quick", ["resolution=16", "steps=30", "seed=2"])
     assert plan.points[-1].directory == api.run_directory(RECIPE, module, cfg)
+    assert [p.directory for p in plan.points] == [
+        api.run_directory(RECIPE, plan.module, p.config) for p in plan.points]
     assert len({p.key for p in plan.points}) == 6
+
+
+def test_a_plan_hashes_the_code_once(monkeypatch):
+    calls = []
+    real = store.code_hash
+
+    def counted(path):
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(store, "code_hash", counted)
+    plan = sweep.make_plan(RECIPE, "quick", ["seed=0:40", "steps=20,30"], list(TINY[:1]))
+    assert len(plan.points) == 80 and len(calls) == 1
+    sweep.make_plan(RECIPE, "quick", [], list(TINY), tiles=4)
+    assert len(calls) == 2
+
+
+def test_grid_size_comes_from_the_axes_lengths():
+    huge = sweep.axis_values("seed", "0:100000000000000000000000", int)
+    assert isinstance(huge, sweep.IntRange) and huge.size == 10**23
+    assert sweep.grid_size([("seed", huge), ("lr", ["0.1", "0.2"])]) == 2 * 10**23
+    assert sweep.axis_values("seed", "10:0:-3", int) == ["10", "7", "4", "1"]
+    assert sweep.IntRange(0, 7, 2).size == len(range(0, 7, 2)) == 4
+    assert sweep.IntRange(5, 5).size == 0 and sweep.IntRange(5, 0).size == 0
+
+
+def test_the_point_limit_is_checked_before_enumerating(isolated_store, capsys, monkeypatch):
+    def boom(*_):
+        raise AssertionError("the range was enumerated before its size was checked")
+
+    resolved = []
+    real = api.resolve
+    with monkeypatch.context() as patch:
+        patch.setattr(sweep.IntRange, "__iter__", boom)
+        patch.setattr(sweep.IntRange, "__getitem__", boom)
+        patch.setattr(api, "resolve", lambda *a, **k: resolved.append(a) or real(*a, **k))
+        code = cli.main(["sweep", RECIPE, "--grid", "seed=0:100000000"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1, err
+        assert "100,000,000 points" in err[0] and "--max-points 10,000" in err[0], err
+        assert len(resolved) <= 2  # the preset and the --set values: no grid point
+        code = cli.main(["sweep", RECIPE, "--tiles", "4", "--grid", "seed=0:3",
+                         "--max-points", "11"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and "12 points (seed: 3 × tile: 4)" in err[0], err
+    assert files_under(isolated_store[0].parent) == []
+    assert len(sweep.make_plan(RECIPE, "quick", ["seed=0:3"], list(TINY), tiles=4,
+                               max_points=12).points) == 12
+    with pytest.raises(ConfigError, match="--max-points: expected a positive"):
+        sweep.make_plan(RECIPE, "quick", ["seed=0:3"], max_points=0)
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -76,6 +130,79 @@ def test_bad_grid_exits_2_with_one_line_and_writes_nothing(isolated_store, capsy
     code = cli.main(["sweep", RECIPE, *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and fragment in err[0], err
+    assert files_under(isolated_store[0].parent) == []
+
+
+def _refused(capsys, *args) -> str:
+    """cli.main(["sweep", *args]) must exit 2 with one line on stderr; returns the line."""
+    code = cli.main(["sweep", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    return err[0].removeprefix("error: ")
+
+
+def _write_reference(figures, **fields):
+    figures.mkdir(parents=True, exist_ok=True)
+    path = figures / f"{RECIPE}.json"
+    path.write_text(json.dumps({"id": RECIPE, "scale": "quick", **fields}))
+    return path
+
+
+def test_a_scalar_that_names_nothing_is_refused_before_running(isolated_store, capsys):
+    cache, figures = isolated_store
+    ref = _write_reference(figures, result_scalars=["converged_fraction", "dimension"],
+                           claims=[{"name": "both phases present at every keyframe"},
+                                   {"name": "box-counting dimension strictly between 1 and 2"}])
+    grid = [RECIPE, *TINY_ARGS, "--grid", "seed=0:2"]
+    line = _refused(capsys, *grid, "--scalar", "dimensoin")
+    assert "--scalar 'dimensoin': not a result scalar" in line and "dimension" in line, line
+    line = _refused(capsys, *grid, "--scalar", "claim:no such claim")
+    assert "no claim name contains 'no such claim'" in line and "both phases" in line, line
+    assert files_under(cache.parent) == [ref]  # nothing run, written or submitted
+    plan = sweep.make_plan(RECIPE, "quick", ["seed=0:2"], list(TINY))
+    for ok in ("dimension", "claim:box-counting", "claims_passed", None):
+        sweep.check_scalar(plan, ok)
+    # the paper scale reads figures/paper/<id>.json: none here, and no point is done
+    paper = sweep.make_plan(RECIPE, "paper", [], ["resolution=16", "steps=20"])
+    assert sweep.reference_path(RECIPE, "paper") == figures / "paper" / f"{RECIPE}.json"
+    sweep.check_scalar(paper, "dimensoin")  # cannot tell yet: collect refuses it later
+
+
+def test_without_a_reference_the_scalar_is_checked_against_the_store(isolated_store, capsys):
+    cache, figures = isolated_store
+    # a reference from before `result_scalars` existed: it knows the claims only
+    ref = _write_reference(figures, claims=[{"name": "both phases present at every keyframe"}])
+    plan = sweep.make_plan(RECIPE, "quick", ["seed=0:2"], list(TINY))
+    sweep.check_scalar(plan, "dimensoin")  # nothing done: nothing to check against yet
+    api.run(RECIPE, "quick", [*TINY, "seed=0"], device="cpu", figure=False)  # seed 0 done
+    before = files_under(cache.parent)
+    line = _refused(capsys, RECIPE, *TINY_ARGS, "--grid", "seed=0:2", "--scalar", "dimensoin")
+    assert "not a result scalar (the done points)" in line and "dimension" in line, line
+    assert files_under(cache.parent) == before  # seed 1 was not run
+    assert sweep.point_status(plan.points[1]) == "missing"
+    sweep.check_scalar(plan, "dimension")  # a scalar of the stored result
+    ref.unlink()
+    # no reference, nothing done: the points run, then collect refuses in one line
+    line = _refused(capsys, RECIPE, *TINY_ARGS, "--grid", "seed=2", "--scalar", "dimensoin",
+                    "--no-progress")
+    assert "no done point has it" in line, line
+    assert not (figures / f"{RECIPE}-sweep.json").exists()
+    assert not list((cache / "sweeps").rglob("summary.*"))
+
+
+def test_a_data_dir_that_is_not_a_folder_is_refused_before_running(isolated_store, capsys,
+                                                                   tmp_path):
+    there = tmp_path / "cifar"
+    there.mkdir()
+    missing = tmp_path / "no-such-folder"
+    line = _refused(capsys, "cohen2021-progressive-sharpening", "--set", "dataset=cifar10",
+                    "--grid", f"data_dir={there},{missing}", "--grid", "seed=0:2")
+    assert line.startswith(f"data_dir: {missing} is not a folder (grid point data_dir="), line
+    line = _refused(capsys, "cohen2021-progressive-sharpening", "--set", f"data_dir={missing}")
+    assert line == f"data_dir: {missing} is not a folder; nothing was run", line
+    assert files_under(isolated_store[0].parent) == []
+    with pytest.raises(ConfigError, match="is not a folder"):
+        sweep.sweep("cohen2021-progressive-sharpening", grid={"data_dir": [str(missing)]})
     assert files_under(isolated_store[0].parent) == []
 
 
@@ -129,6 +256,14 @@ def _sweep_cli(dirs, *args, env=None, timeout=300):
                           timeout=timeout)
 
 
+def _written(stdout: str):
+    """The summary JSON a sweep command says it wrote (its first "wrote" line)."""
+    from pathlib import Path
+
+    line = next(line for line in stdout.splitlines() if line.startswith("wrote "))
+    return Path(line.removeprefix("wrote ").split(" and ")[0])
+
+
 def test_crashed_and_killed_points_do_not_stop_the_sweep_and_only_they_rerun(tmp_path,
                                                                              monkeypatch):
     dirs = (tmp_path / "cache", tmp_path / "figures")
@@ -138,7 +273,10 @@ def test_crashed_and_killed_points_do_not_stop_the_sweep_and_only_they_rerun(tmp
                        env={sweep.FAULT_ENV: faults})
     assert first.returncode == 1, first.stdout + first.stderr
     assert "seed=1, dtype=float64: killed" in first.stdout, first.stdout
-    summary = json.loads((dirs[1] / f"{RECIPE}-sweep.json").read_text())
+    written = _written(first.stdout)
+    assert written.parent.parent == dirs[0] / "sweeps" / RECIPE  # the sweep's own folder
+    assert files_under(dirs[1]) == []  # nothing in the figures folder without --reference
+    summary = json.loads(written.read_text())
     status = {(p["grid"]["seed"], p["grid"]["dtype"]): p for p in summary["points"]}
     crashed = status[("0", "float32")]
     assert crashed["status"] == "failed" and "injected fault" in crashed["error"]
@@ -162,14 +300,64 @@ def test_crashed_and_killed_points_do_not_stop_the_sweep_and_only_they_rerun(tmp
     second = _sweep_cli(dirs, *grid)  # the same command, no faults: only the two rerun
     assert "4 points, 2 to run" in second.stdout and "2 ran in" in second.stdout, second.stdout
     assert {k: path.stat().st_mtime_ns for k, path in done.items()} == stamps
-    summary = json.loads((dirs[1] / f"{RECIPE}-sweep.json").read_text())
+    assert _written(second.stdout) == written == sweep.sweep_folder(plan) / "summary.json"
+    summary = json.loads(written.read_text())
     assert [p["status"] for p in summary["points"]] == ["done"] * 4
     assert not (dirs[0] / RECIPE / crashed["config_hash"] / sweep.ERROR_FILE).exists()
-    assert (dirs[1] / f"{RECIPE}-sweep.png").stat().st_size > 10_000
+    assert (written.parent / "summary.png").stat().st_size > 10_000
+    assert "tree_clean" not in summary and files_under(dirs[1]) == []
     # the stored points are the single runs' cache: `run` of one of them computes nothing
     single = api.run(RECIPE, "quick", [*TINY, "seed=1", "dtype=float32"], device="cpu",
                      write=False)
     assert single.from_cache
+
+
+def test_a_summary_goes_to_the_sweep_folder_and_only_reference_writes_figures(
+        isolated_store, capsys):
+    cache, figures = isolated_store
+    args = ["sweep", RECIPE, *TINY_ARGS, "--grid", "seed=0:2", "--no-progress"]
+    plan = sweep.make_plan(RECIPE, "quick", ["seed=0:2"], list(TINY))
+    folder = sweep.sweep_folder(plan)
+    assert folder == cache / "sweeps" / RECIPE / sweep.sweep_name(plan)
+    code = cli.main(args)
+    out = capsys.readouterr().out
+    assert f"wrote {folder / 'summary.json'} and {folder / 'summary.png'}" in out, out
+    assert files_under(figures) == []
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["counts"]["done"] == 2 and "tree_clean" not in summary
+    assert code == (0 if summary["passed"] else 1)  # 1: a tiny plane fails a claim
+    assert cli.main([*args, "--collect", "--reference"]) == code
+    out = capsys.readouterr().out
+    reference = figures / f"{RECIPE}-sweep.json"
+    assert f"wrote {reference} and {figures / f'{RECIPE}-sweep.png'}" in out, out
+    assert files_under(figures) == [reference, figures / f"{RECIPE}-sweep.png"]
+    recorded = json.loads(reference.read_text())
+    assert recorded["tree_clean"] is sweep.tree_clean(recorded["provenance"]["git_commit"])
+    assert [sweep.tree_clean(c) for c in ("abc1", "abc1+dirty", "unknown")] == [
+        True, False, False]
+    assert json.loads((folder / "summary.json").read_text()) == recorded
+    # from Python: write=False nothing, True the folder, "reference" the figures too
+    assert sweep.summary_paths(plan, False) == []
+    assert sweep.summary_paths(plan, True) == [(folder / "summary.png", folder / "summary.json")]
+    with pytest.raises(ConfigError, match="write must be"):
+        sweep.collect(plan, write="figures")
+
+
+def test_a_damaged_point_counts_as_missing_and_is_moved_aside(isolated_store, capsys):
+    plan = sweep.make_plan(RECIPE, "quick", ["seed=0:2"], list(TINY))
+    for point in plan.points:
+        api.run(RECIPE, "quick", list(point.overrides), device="cpu", figure=False)
+    damaged = plan.points[1].directory / "result.npz"
+    damaged.write_bytes(damaged.read_bytes()[:100])  # truncated
+    summary, _ = sweep.collect(plan, write=False)
+    rows = summary["points"]
+    assert [r["status"] for r in rows] == ["done", "missing"]
+    assert "result.npz" in rows[1]["error"], rows[1]
+    assert summary["counts"] == {"done": 1, "running": 0, "failed": 0, "missing": 1}
+    assert sweep.point_status(plan.points[1]) == "missing"  # the next run computes it
+    assert "moved aside" in capsys.readouterr().err
+    records = sweep.execute(plan, "local", jobs=1, progress=False).records
+    assert [r["status"] for r in records] == ["ran"]
 
 
 def test_a_point_locked_by_another_sweep_is_left_to_it(isolated_store):
@@ -249,6 +437,7 @@ def test_submitit_local_round_trip_and_tile_sweep(isolated_store):
     assert [r["status"] for r in result.ran] == ["ran", "ran"]
     assert result.summary["counts"]["done"] == 2
     assert not (isolated_store[1] / f"{RECIPE}-sweep.json").exists()  # write=False
+    assert not list(isolated_store[0].rglob("summary.*"))
     for point, outcome in result.outcomes():
         # ... stored exactly what this process computes for the same config
         cfg = point.config
@@ -305,5 +494,7 @@ def test_slurm_job_array_through_a_stand_in_scheduler(tmp_path, monkeypatch):
         assert "Job completed successfully" in node.stdout + node.stderr, node.stderr
     assert [sweep.point_status(p) for p in plan.points] == ["done", "done"]
     sweep.collect(plan)
-    summary = json.loads((dirs[1] / f"{RECIPE}-sweep.json").read_text())
+    summary = json.loads((sweep.sweep_folder(plan) / "summary.json").read_text())
     assert summary["counts"]["done"] == 2
+    assert (sweep.sweep_folder(plan) / "manifest.json").exists()  # beside submitit's files
+    assert files_under(dirs[1]) == []
