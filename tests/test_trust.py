@@ -71,7 +71,10 @@ def test_a_preset_run_writes_the_reference_with_its_code_hash_and_tree_state(pre
     assert record["provenance"]["code_hash"] == store.code_hash(Path(module.__file__))
     assert isinstance(record["provenance"]["tree_clean"], bool)
     assert len(record["provenance"]["load_average"]) == 3
-    assert "train_accuracy" in " ".join(record["result_scalars"]) or record["result_scalars"]
+    result, meta = store.read_entry(cache / RECIPE / record["provenance"]["cache_key"], RECIPE,
+                                    record["config"])
+    assert record["result_scalars"] == sorted(k for k, v in result.items() if np.ndim(v) == 0)
+    assert record["result_scalars"] and meta["digest"] == record["provenance"]["digest"]
     assert (figures / f"{RECIPE}.png").stat().st_size > 10_000
     assert not (figures / "paper").exists()
 
