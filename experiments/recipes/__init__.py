@@ -9,6 +9,7 @@ the papers.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import pkgutil
 from types import ModuleType
@@ -19,11 +20,16 @@ REQUIRED = ("Config", "PRESETS", "run", "plot", "claims", "PAPER", "DESCRIPTION"
 
 
 def recipe_ids() -> list[str]:
-    return sorted(
+    return list(_recipe_ids())
+
+
+@functools.cache
+def _recipe_ids() -> tuple[str, ...]:  # the folder is read once per process
+    return tuple(sorted(
         info.name.replace("_", "-")
         for info in pkgutil.iter_modules(__path__)
         if not info.name.startswith("_") and info.name != "base"
-    )
+    ))
 
 
 def load(recipe_id: str) -> ModuleType:
