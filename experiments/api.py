@@ -128,18 +128,22 @@ def _serve(directory: Path, recipe_id: str, resolved: dict[str, Any]):
     try:
         return store.read_entry(directory, recipe_id, resolved)
     except store.DamagedEntry as err:
-        with store.hold(directory):
-            try:  # another process may have recomputed it meanwhile
-                return store.read_entry(directory, recipe_id, resolved)
-            except store.DamagedEntry:
-                store.quarantine(directory, f"{err}; recomputing it")
+        try:
+            with store.hold(directory):
+                try:  # another process may have recomputed it meanwhile
+                    return store.read_entry(directory, recipe_id, resolved)
+                except store.DamagedEntry:
+                    store.quarantine(directory, f"{err}; recomputing it")
+        except OSError as os_err:
+            raise store.StoreError(f"cache entry {directory}: {err}, and it cannot be moved "
+                                   f"aside to be recomputed ({os_err.strerror})") from None
         return None
 
 
 def preflight(recipe_id: str, module: ModuleType, cfg: Any) -> None:
     """Refuse (StoreError, exit 2) before any compute when this run could not be stored:
-    the store is read-only for a config it does not hold, or the figures folder is not
-    writable for a reference this run would write."""
+    a store folder is a file, or the store is read-only for a config it does not hold, or
+    the run's lock path is a symlink or a folder."""
     store.check_environment()
     directory = run_directory(recipe_id, module, cfg)
     if not store.is_complete(directory):
