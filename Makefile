@@ -1,11 +1,11 @@
-# make figures | make test | make bench | make notebooks
+# make figures | make test | make test-fast | make bench | make notebooks
 # The environment is a venv in .venv built from pyproject.toml (torch pinned to 2.13.0).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: env figures test lint bench notebooks clean-cache
+.PHONY: env figures test test-fast lint bench notebooks clean-cache
 
 env: $(STAMP)
 
@@ -20,6 +20,13 @@ figures: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=25
+
+# The edit loop: units, probes against dense references, the store and CLI contract;
+# no recipe claim runs and no paper page (those are in `make test`).
+test-fast: $(STAMP)
+	$(PY) -m ruff check .
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "not slow" --ignore=tests/test_papers.py \
+		--ignore-glob='tests/test_recipe_*.py' --durations=10
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -77,10 +77,22 @@ def cmd_list(args) -> int:
 
 
 def cmd_params(args) -> int:
+    """Each field: its value in the preset, what is allowed, its help text, and (for the
+    quick preset) the paper preset's value where it differs."""
+    import dataclasses
+
     module, cfg = api.resolve(args.id, args.scale)
-    print(f"{args.id} ({args.scale}):")
+    other = "paper" if args.scale == "quick" else "quick"
+    other_cfg = module.PRESETS.get(other)
+    helps = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cfg)}
+    print(f"{args.id} ({args.scale} preset; --set key=value to change one):")
     for name, value, allowed in config_mod.describe(cfg):
-        print(f"  {name} = {value!r}    ({allowed})")
+        line = f"  {name} = {value!r}    ({allowed})"
+        if other_cfg is not None and getattr(other_cfg, name) != value:
+            line += f"    [{other}: {getattr(other_cfg, name)!r}]"
+        print(line)
+        if helps.get(name):
+            print(f"      {helps[name]}")
     return 0
 
 
@@ -240,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ConfigError as err:
         return _bad_input(str(err))
+    except BrokenPipeError:  # `... | head` closed the pipe: stop quietly, as `ls | head` does
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ def test_paper_page_executes(page, tmp_path, monkeypatch, session_store):
     monkeypatch.setenv("EXPERIMENTS_FIGURES", str(tmp_path / "figures"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = jupytext.read(page)
-    client = NotebookClient(notebook, timeout=1800, kernel_name="python3",
+    client = NotebookClient(notebook, timeout=3600, kernel_name="python3",
                             resources={"metadata": {"path": str(page.parent)}})
     client.execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
