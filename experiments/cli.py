@@ -1,4 +1,4 @@
-"""``python -m experiments list | params | run | check | bench | sweep``.
+"""``python -m experiments list | params | run | check | bench | sweep | seeds``.
 
 Exit codes: 0 every claim passes, 1 a claim fails, 2 bad input (one line on
 stderr naming the problem; nothing written).
@@ -205,6 +205,12 @@ def cmd_sweep(args) -> int:
     return sweep.main(args)
 
 
+def cmd_seeds(args) -> int:
+    from experiments import seeds
+
+    return seeds.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m experiments",
                      description="Rerun the papers' figures and check their claims.")
@@ -239,11 +245,17 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="a grid of runs (local processes or Slurm), one store, "
                                          "one summary figure")
     sweep_mod.add_arguments(sweep)
+
+    from experiments import seeds as seeds_mod
+
+    seeds = sub.add_parser("seeds", help="a recipe's claims at n seeds: how many pass, and "
+                                         "the spread of each measured value")
+    seeds_mod.add_arguments(seeds)
     return parser
 
 
 COMMANDS = {"list": cmd_list, "params": cmd_params, "run": cmd_run, "check": cmd_check,
-            "bench": cmd_bench, "sweep": cmd_sweep}
+            "bench": cmd_bench, "sweep": cmd_sweep, "seeds": cmd_seeds}
 
 
 def main(argv: list[str] | None = None) -> int:

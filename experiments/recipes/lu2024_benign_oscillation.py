@@ -51,7 +51,10 @@ LRS = ("large", "small")
 
 @dataclass(frozen=True)
 class Config:
-    seeds: int = param(5, lo=1, hi=100)
+    seed: int = param(0, lo=0, hi=2**31 - 1,
+                      help="the first seed: the run uses seeds seed … seed + seeds − 1")
+    seeds: int = param(5, lo=1, hi=100, help="independent data sets and initialisations, "
+                       "trained side by side")
     d: int = param(64, lo=4, hi=10**5, help="patch dimension")
     n: int = param(16, lo=2, hi=10**4, help="training examples")
     n_weak_only: int = param(0, lo=0, hi=10**4, help="train examples without u")
@@ -98,7 +101,7 @@ def stacked(cfg: Config, n: int, n_weak_only: int, offset: int) -> dict[str, tor
     """One data set per seed, stacked on dim 1: x (n, seeds, 3, d), y (n, seeds)."""
     dtype = getattr(torch, cfg.dtype)
     parts = [fn.sample(n, cfg.d, cfg.strong_norm, cfg.weak_norm, cfg.noise_std, n_weak_only,
-                       offset + seed, dtype) for seed in range(cfg.seeds)]
+                       offset + seed, dtype) for seed in range(cfg.seed, cfg.seed + cfg.seeds)]
     return {"x": torch.stack([p["x"] for p in parts], 1),
             "y": torch.stack([p["y"] for p in parts], 1), "strong": parts[0]["strong"]}
 
@@ -163,7 +166,8 @@ def train_one(cfg: Config, which: str, device: str) -> dict:
     train = stacked(cfg, cfg.n, cfg.n_weak_only, 0)
     weak_test = stacked(cfg, cfg.n_test, cfg.n_test, 10_000)
     strong_test = stacked(cfg, cfg.n_test, 0, 20_000)
-    model = fn.ReLU2CNN(cfg.d, cfg.width, cfg.init_std, tuple(range(cfg.seeds)),
+    model = fn.ReLU2CNN(cfg.d, cfg.width, cfg.init_std,
+                        tuple(range(cfg.seed, cfg.seed + cfg.seeds)),
                         dtype=getattr(torch, cfg.dtype))
     lr = learning_rate(cfg, which)
     probe = measure(cfg, train, weak_test, strong_test)
@@ -187,7 +191,9 @@ def train_one(cfg: Config, which: str, device: str) -> dict:
     out: dict[str, list] = {}
     offset = 0
     for index, (length, spacing) in enumerate(stretches):
-        history = sgd(length, spacing, [Probe("m", probe, every(spacing))], str(index), index)
+        # the example order of stretch ``index``; seed 0 keeps the orders 0, 1, 2, ...
+        history = sgd(length, spacing, [Probe("m", probe, every(spacing))], str(index),
+                      1000 * cfg.seed + index)
         skip = 0 if index == 0 else 1   # step 0 of a stretch = the last step of the previous
         for key, value in history.arrays.items():
             if key.startswith("m."):
@@ -269,7 +275,7 @@ def plot(result: dict, cfg: Config):
             ax.axhline(value, color="k", ls=":", lw=0.8)
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set(xlabel="SGD step", ylabel="y·f on train example 0 (strong)",
-           title="The oscillation (seed 0; dotted: toy 2-cycle)")
+           title=f"The oscillation (seed {cfg.seed}; dotted: toy 2-cycle)")
     ax.legend(loc="lower right")
 
     ax = axes[0, 1]

@@ -34,7 +34,9 @@ DESCRIPTION = ("SGD (B = 1) vs GD at the same η: ℓ1 norm of a diagonal linear
 
 @dataclass(frozen=True)
 class Config:
-    seeds: int = param(3, lo=1, hi=100)
+    seed: int = param(0, lo=0, hi=2**31 - 1,
+                      help="the first seed: the run uses seeds seed … seed + seeds − 1")
+    seeds: int = param(3, lo=1, hi=100, help="independent problems and initialisations")
     lrs: tuple[float, ...] = param((0.005, 0.01, 0.02), lo=1e-5, hi=10.0)
     steps: int = param(5000, lo=100, hi=10**7)
     # diagonal linear network on sparse regression
@@ -70,7 +72,7 @@ def train(model, x, y, lr: float, batch_size: int | None, seed: int, cfg: Config
 
 def diagonal_runs(cfg: Config, device: str, bar) -> dict:
     out: dict = {}
-    for seed in range(cfg.seeds):
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         x, y, beta_star = theory.sparse_regression(cfg.diag_n, cfg.diag_dim, cfg.diag_sparsity,
                                                    seed)
         for method, batch in METHODS.items():
@@ -96,7 +98,7 @@ def diagonal_runs(cfg: Config, device: str, bar) -> dict:
 
 def relu_runs(cfg: Config, device: str, bar) -> dict:
     out: dict = {}
-    for seed in range(cfg.seeds):
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         x, y = theory.xor_hypercube(cfg.relu_n, cfg.relu_dim, seed)
         x_test, y_test = theory.xor_hypercube(cfg.n_test, cfg.relu_dim, 10_000 + seed)
         for method, batch in METHODS.items():

@@ -36,12 +36,18 @@ DESCRIPTION = ("Full-batch GD from a tiny init on XOR clusters with 15% flipped 
                "while the flipped labels stay fitted")
 
 SOURCE = "Xu et al. 2024, abstract and Fig. 3 (values calibrated here, see papers/xu2024.md)"
-CHANCE_TOL = 0.10      # the issue: test accuracy at step 1 within 10 points of 50%
-TEST_GOAL = 0.85       # the issue: clean test accuracy at the end >= 85%
+# The abstract's "near-random test accuracy" after the first step, read as a band of
+# 10 points around 50% (the sampling error of 1,000 test points is ±3 points at 2σ), and
+# its "near-optimal test accuracy" later, read as clean test accuracy >= 85% (the Bayes
+# clean accuracy of the quick setting is ~1.0)
+CHANCE_TOL = 0.10
+TEST_GOAL = 0.85
 
 
 @dataclass(frozen=True)
 class Config:
+    seed: int = param(0, lo=0, hi=2**31 - 1,
+                      help="the first seed: the run uses seeds seed … seed + seeds − 1")
     seeds: int = param(3, lo=1, hi=100, help="independent data sets and initialisations")
     p: int = param(5000, lo=2, hi=10**6, help="input dimension")
     n: int = param(50, lo=4, hi=10**5, help="training examples")
@@ -127,7 +133,7 @@ def gd_run(cfg: Config, seed: int, device: str) -> dict:
     for key, value in history.arrays.items():
         if key.startswith("m."):
             out[key if key == "m.step" else key[2:]] = value
-    if seed == 0:
+    if seed == cfg.seed:
         out.update(one_step_check(cfg, model.a.detach().cpu(), w0.cpu(), train, test))
     return out
 
@@ -152,17 +158,17 @@ def one_step_check(cfg: Config, a, w0, train: dict, test: dict) -> dict:
 
 
 def cross_run(cfg: Config, method: str, device: str) -> dict:
-    """Seed 0's data, trainable second layer, larger init, minibatch SGD or Adam."""
-    train, test = data(cfg, 0)
+    """The first seed's data, trainable second layer, larger init, minibatch SGD or Adam."""
+    train, test = data(cfg, cfg.seed)
     mu1, mu2 = xc.cluster_means(cfg.p, cfg.mu_norm, train["x"].dtype)
-    model = xc.TwoLayerReLU(cfg.p, cfg.width, cfg.cross_init_std, seed=1,
+    model = xc.TwoLayerReLU(cfg.p, cfg.width, cfg.cross_init_std, seed=cfg.seed + 1,
                             train_output=True, dtype=train["x"].dtype)
     if method == "SGD":
         optimizer, batch = (lambda ps: torch.optim.SGD(ps, lr=cfg.cross_sgd_lr)), cfg.cross_batch
     else:
         optimizer, batch = (lambda ps: torch.optim.Adam(ps, lr=cfg.cross_adam_lr)), None
     history = fit(model, losses.logistic, train["x"], train["y"], optimizer,
-                  steps=cfg.cross_steps, batch_size=batch, seed=0, device=device,
+                  steps=cfg.cross_steps, batch_size=batch, seed=cfg.seed, device=device,
                   accuracy_fn=accuracy_fn,
                   probes=[Probe("m", measure(train, test, mu1, mu2),
                                 log_spaced(cfg.probe_points))],
@@ -191,7 +197,7 @@ def _run(cfg: Config, device: str) -> dict:
     result: dict = {}
     with tqdm(total=cfg.seeds + len(CROSS), desc="xor grokking", disable=None) as bar:
         runs = []
-        for seed in range(cfg.seeds):
+        for seed in range(cfg.seed, cfg.seed + cfg.seeds):
             runs.append(gd_run(cfg, seed, device))
             bar.update(1)
         for key in runs[0]:

@@ -1,0 +1,62 @@
+"""``python -m experiments seeds``: pass counts over seeds, from runs in the store."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import files_under, run_cli
+
+from experiments import api
+
+RECIPE = "cohen2021-stability-thresholds"
+# a coarse, fast variant (~6 s a seed) whose claims partly fail: the counts are not all n/n
+COARSE = ["bracket=0.5", "scan_points=3", "bisection_iters=0", "steps=200"]
+COARSE_ARGS = [a for item in COARSE for a in ("--set", item)]
+
+
+def test_seeds_counts_each_claim_over_the_seeds_as_single_runs_do(tmp_path, monkeypatch):
+    dirs = (tmp_path / "cache", tmp_path / "figures")
+    proc = run_cli("seeds", RECIPE, "--n", "2", "--first", "3", *COARSE_ARGS,
+                   "--no-progress", env_dirs=dirs)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # some claims fail by design
+    assert "2 of 2 seeds done" in proc.stdout
+    assert files_under(dirs[1]) == []  # pass rates of a variant are not a reference
+    [summary_path] = list((dirs[0] / "sweeps" / RECIPE).glob("*/seeds.json"))
+    summary = json.loads(summary_path.read_text())
+    assert summary["seeds"] == [3, 4] and summary["done"] == 2
+    # independent: each seed's run read back through the ordinary API, its claims counted
+    monkeypatch.setenv("EXPERIMENTS_CACHE", str(dirs[0]))
+    monkeypatch.setenv("EXPERIMENTS_FIGURES", str(dirs[1]))
+    expected: dict[str, int] = {}
+    for seed in (3, 4):
+        outcome = api.run(RECIPE, overrides=COARSE, seed=seed, figure=False)
+        assert outcome.from_cache
+        for claim in outcome.claims:
+            expected[claim.name] = expected.get(claim.name, 0) + claim.passed
+    assert {c["name"]: c["passed"] for c in summary["claims"]} == expected
+    assert all(c["seeds"] == 2 for c in summary["claims"])
+    assert any(c["passed"] < 2 for c in summary["claims"])
+    for claim in summary["claims"]:
+        low, mid, high = claim["spread"]
+        assert low <= mid <= high
+        assert len(claim["failing_seeds"]) == 2 - claim["passed"]
+    # a second call finds every seed in the store
+    again = run_cli("seeds", RECIPE, "--n", "2", "--first", "3", *COARSE_ARGS,
+                    "--no-progress", env_dirs=dirs)
+    assert "0 to run" in again.stdout and again.stdout.split("\n", 1)[1] == \
+        proc.stdout.split("\n", 1)[1]
+
+
+def test_seeds_refuses_bad_requests_with_one_line(tmp_path):
+    dirs = (tmp_path / "cache", tmp_path / "figures")
+    for args, fragment in [
+        (("seeds", RECIPE, "--n", "0"), "--n"),
+        (("seeds", RECIPE, "--first", "-1"), "--first"),
+        (("seeds", RECIPE, "--reference", "--set", "steps=200"), "--reference"),
+        (("seeds", RECIPE, "--n", "20000"), "max-points"),
+    ]:
+        proc = run_cli(*args, env_dirs=dirs, timeout=120)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and fragment in lines[0], (args, proc.stderr)
+    assert files_under(tmp_path) == []
