@@ -44,7 +44,8 @@ def _status(recipe_id: str, scale: str) -> str:
 def markdown_claim_table() -> str:
     """The README's claim table, from the reference JSONs (``figures/<id>.json``, and
     ``figures/paper/<id>.json`` where a paper-scale reference exists)."""
-    lines = ["| figure | scale | claim | expected | measured | ok |", "|---|---|---|---|---|---|"]
+    lines = ["| figure | scale | claim | expected | measured | ok | seeds passing |",
+             "|---|---|---|---|---|---|---|"]
     for recipe_id in recipes.recipe_ids():
         found = False
         for scale in api.SCALES:
@@ -54,14 +55,36 @@ def markdown_claim_table() -> str:
             found = True
             flags = api.reference_flags(recipe_id, ref)
             label = scale + (f" ({', '.join(flags)})" if flags else "")
+            rates = _seed_rates(recipe_id, scale)
             for c in ref["claims"]:
                 ok = "pass" if c.get("passed") else "**FAIL**"
                 cells = [str(c.get(k, "")).replace("|", "\\|")
                          for k in ("name", "expected", "measured")]
-                lines.append(f"| `{recipe_id}` | {label} | " + " | ".join(cells) + f" | {ok} |")
+                rate = rates.get(c.get("name"), "")
+                lines.append(f"| `{recipe_id}` | {label} | " + " | ".join(cells) +
+                             f" | {ok} | {rate} |")
         if not found:
-            lines.append(f"| `{recipe_id}` | not run | | | | |")
+            lines.append(f"| `{recipe_id}` | not run | | | | | |")
     return "\n".join(lines)
+
+
+def _seed_rates(recipe_id: str, scale: str) -> dict[str, str]:
+    """Claim name -> "k/n" from the committed ``seeds --reference`` file, if any (marked
+    stale when the recipe's code changed since it was measured)."""
+    import json
+
+    from experiments import seeds
+
+    path = seeds.reference_path(recipe_id, scale)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    module = recipes.load(recipe_id)
+    stale = data.get("provenance", {}).get("code_hash") != store.code_hash(module.__file__)
+    first, last = data["seeds"][0], data["seeds"][-1]
+    return {c["name"]: f"{c['passed']}/{c['seeds']} (seeds {first}–{last})"
+            + (" stale" if stale else "") for c in data.get("claims", [])}
 
 
 def cmd_list(args) -> int:

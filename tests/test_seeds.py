@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from conftest import files_under, run_cli
+from conftest import ROOT, files_under, run_cli
 
-from experiments import api
+from experiments import api, store
 
 RECIPE = "cohen2021-stability-thresholds"
 # a coarse, fast variant (~6 s a seed) whose claims partly fail: the counts are not all n/n
@@ -62,3 +63,22 @@ def test_seeds_refuses_bad_requests_with_one_line(tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and fragment in lines[0], (args, proc.stderr)
     assert files_under(tmp_path) == []
+
+
+def test_the_claim_table_shows_committed_pass_rates(tmp_path):
+    figures = tmp_path / "figures"
+    (figures / "seeds").mkdir(parents=True)
+    reference = json.loads((ROOT / "figures" / f"{RECIPE}.json").read_text())
+    (figures / f"{RECIPE}.json").write_text(json.dumps(reference))
+    name = reference["claims"][0]["name"]
+    module = api.recipes.load(RECIPE)
+    rates = {"seeds": list(range(10)), "claims": [{"name": name, "passed": 9, "seeds": 10}],
+             "provenance": {"code_hash": store.code_hash(Path(module.__file__))}}
+    (figures / "seeds" / f"{RECIPE}.json").write_text(json.dumps(rates))
+    table = run_cli("list", "--markdown", env_dirs=(tmp_path / "cache", figures)).stdout
+    row = next(line for line in table.splitlines() if name.replace("|", "\\|") in line)
+    assert row.endswith("| 9/10 (seeds 0–9) |")
+    rates["provenance"]["code_hash"] = "0" * 16
+    (figures / "seeds" / f"{RECIPE}.json").write_text(json.dumps(rates))
+    table = run_cli("list", "--markdown", env_dirs=(tmp_path / "cache", figures)).stdout
+    assert "9/10 (seeds 0–9) stale |" in table
