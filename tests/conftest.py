@@ -65,7 +65,7 @@ def stored_outcome(recipe: str, dirs: tuple[Path, Path], overrides=None):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EXPERIMENTS_CACHE", str(dirs[0]))
         patch.setenv("EXPERIMENTS_FIGURES", str(dirs[1]))
-        outcome = api.run(recipe, overrides=overrides, write=False)
+        outcome = api.run(recipe, overrides=overrides, figure=False)
     assert outcome.from_cache, f"{recipe}: the quick run was not in the store"
     return outcome
 

@@ -32,7 +32,7 @@ def outcomes(session_store):
 def _result(dirs, recipe, monkeypatch):
     monkeypatch.setenv("EXPERIMENTS_CACHE", str(dirs[0]))
     monkeypatch.setenv("EXPERIMENTS_FIGURES", str(dirs[1]))
-    outcome = api.run(recipe, write=False)
+    outcome = api.run(recipe, figure=False)
     assert outcome.from_cache
     return outcome
 

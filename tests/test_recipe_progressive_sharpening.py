@@ -41,7 +41,7 @@ def test_sharpness_hovers_at_two_over_eta(quick_run, monkeypatch):
     _, dirs = quick_run
     monkeypatch.setenv("EXPERIMENTS_CACHE", str(dirs[0]))
     monkeypatch.setenv("EXPERIMENTS_FIGURES", str(dirs[1]))
-    outcome = api.run(RECIPE, write=False)
+    outcome = api.run(RECIPE, figure=False)
     assert outcome.from_cache
     # Reference note §1.8: at η = 0.1 the sharpness starts near 6.4 (here float32, seed 0)
     # and ends between 20.7 and 21.4 (2/η = 20); allow ±10% around 2/η at the end.

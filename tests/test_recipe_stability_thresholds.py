@@ -43,7 +43,7 @@ def test_measured_boundaries_are_close_to_theory(quick_run, monkeypatch):
     _, dirs = quick_run
     monkeypatch.setenv("EXPERIMENTS_CACHE", str(dirs[0]))
     monkeypatch.setenv("EXPERIMENTS_FIGURES", str(dirs[1]))
-    outcome = api.run(RECIPE, write=False)
+    outcome = api.run(RECIPE, figure=False)
     assert outcome.from_cache
     # Independent reference: GD on a quadratic with λ_max = 1 diverges above η = 2.
     assert outcome.result["quadratic.lambda_max"] == pytest.approx(1.0, rel=1e-9)

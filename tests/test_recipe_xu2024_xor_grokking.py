@@ -30,7 +30,7 @@ def test_two_phases_in_the_recorded_arrays(quick_run, monkeypatch):
     _, dirs = quick_run
     monkeypatch.setenv("EXPERIMENTS_CACHE", str(dirs[0]))
     monkeypatch.setenv("EXPERIMENTS_FIGURES", str(dirs[1]))
-    outcome = api.run(RECIPE, write=False)
+    outcome = api.run(RECIPE, figure=False)
     assert outcome.from_cache
     r = outcome.result
     steps, probe_steps = r["gd.step"][0], r["gd.m.step"][0]
