@@ -515,13 +515,15 @@ def package_versions() -> dict[str, str]:
     }
 
 
-def device_description(device: str) -> str:
+def device_description(device: str, threads: int | None = None) -> str:
+    """The device in words; ``threads``: the torch threads the run used (default: now)."""
     import torch
 
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}"
+    threads = torch.get_num_threads() if threads is None else threads
     return (f"cpu: {platform.processor() or platform.machine()}, "
-            f"{torch.get_num_threads()} torch threads, {os.cpu_count()} cores")
+            f"{threads} torch threads, {os.cpu_count()} cores")
 
 
 def peak_memory_mb(device: str) -> dict[str, float]:

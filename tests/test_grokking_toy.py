@@ -251,3 +251,60 @@ def test_stablemax_collapses_only_at_astronomical_gaps():
     z[:, 0] = 1e10
     assert sc.stablemax_collapse_fraction(z, torch.float32) == 1.0
     assert sc.stablemax_collapse_fraction(z, torch.float64) == 0.0
+
+
+# --- the one-hot pair as two column indices --------------------------------------------
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_pair_input_mlp_equals_the_dense_one_hot_product(bias):
+    data = g.modular_arithmetic(13, "add", 0.6, seed=3)
+    x = data["x_train"]
+    pairs = g.one_hot_pair_indices(x)
+    assert torch.equal(pairs[:, 0], x[:, :13].argmax(1))
+    assert torch.equal(pairs[:, 1], 13 + x[:, 13:].argmax(1))
+    dense = g.grokking_mlp(26, 13, 32, bias=bias, seed=5).double()
+    gathered = g.pair_input(g.grokking_mlp(26, 13, 32, bias=bias, seed=5).double())
+    assert [n for n, _ in dense.named_parameters()] == [n for n, _ in
+                                                        gathered.named_parameters()]
+    out_dense, out_pair = dense(x.double()), gathered(pairs)
+    assert torch.equal(out_dense, out_pair)          # the other terms are exact zeros
+    assert torch.equal(gathered(x.double()), out_dense)   # a float input: dense path
+    y = data["y_train"]
+    torch.nn.functional.cross_entropy(out_dense, y).backward()
+    torch.nn.functional.cross_entropy(out_pair, y).backward()
+    for a, b in zip(dense.parameters(), gathered.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("x", [torch.tensor([[1.0, 0, 1, 0], [0, 1, 1, 1]]),
+                               torch.tensor([[0.5, 0, 1, 0]]),
+                               torch.tensor([[1.0, 0, 0]])])
+def test_one_hot_pair_indices_refuses_other_inputs(x):
+    with pytest.raises(ValueError, match="one-hot pair"):
+        g.one_hot_pair_indices(x)
+
+
+@pytest.mark.parametrize("classes, dtype, gap, sc_says, grad_zero", [
+    # tied runners-up at gap Δ; thresholds measured on a 0.001 grid (softmax_collapse.py)
+    (113, torch.float32, 20.0, True, False),    # the sum says 1, the loss is not 0 yet
+    (113, torch.float32, 21.0, True, True),
+    (12, torch.float32, 17.0, False, True),     # the loss is 0, the sum exceeds 1
+    (113, torch.float16, 12.0, False, False),
+    (113, torch.float16, 12.5, True, True),
+])
+def test_zero_gradient_fraction_differs_from_the_collapse_fraction_in_a_band(
+        classes, dtype, gap, sc_says, grad_zero):
+    z = torch.zeros(4, classes, dtype=torch.float64)
+    z[:, 0] = gap
+    labels = torch.zeros(4, dtype=torch.long)
+    # independent: the exact loss log(1 + (C−1)e^−Δ) is positive at every gap here
+    assert math.log1p((classes - 1) * math.exp(-gap)) > 0
+    assert sc.softmax_collapse_fraction(z, dtype) == float(sc_says)
+    fraction = sc.zero_gradient_fraction(z, labels, g.softmax_cross_entropy, dtype)
+    assert fraction == float(grad_zero)
+    # where the gradient is exactly 0, so is the loss; the runner-up entries are not 0
+    zz = z.to(dtype).requires_grad_(True)
+    loss = g.softmax_cross_entropy(zz, labels)
+    (grad,) = torch.autograd.grad(loss.sum(), zz)
+    assert bool((loss == 0).all()) == grad_zero
+    assert bool((grad[:, 1:] > 0).all())

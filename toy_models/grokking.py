@@ -112,6 +112,72 @@ def grokking_mlp(inputs: int, classes: int, width: int = 200, depth: int = 2,
     return seeded(seed, mlp, [inputs] + [width] * depth + [classes], "relu", bias)
 
 
+def one_hot_pair_indices(x: torch.Tensor) -> torch.Tensor:
+    """(n, 2) column indices of the two ones in each row of a one-hot pair input.
+
+    Raises ValueError unless every row is 0/1 with exactly one 1 in each half, i.e. the
+    ``one_hot`` encoding of :func:`modular_arithmetic`.
+    """
+    half = x.shape[1] // 2
+    if x.ndim != 2 or x.shape[1] != 2 * half or not bool(((x == 0) | (x == 1)).all()):
+        raise ValueError("not a one-hot pair input")
+    first, second = x[:, :half], x[:, half:]
+    if not (bool((first.sum(1) == 1).all()) and bool((second.sum(1) == 1).all())):
+        raise ValueError("not a one-hot pair input: a row lacks exactly one 1 in a half")
+    return torch.stack([first.argmax(1), half + second.argmax(1)], dim=1)
+
+
+class _PairColumns(torch.autograd.Function):
+    """W·x for a one-hot pair x given as its two column indices: W[:, a] + W[:, b].
+
+    The forward equals the dense product bit for bit (the other terms are exact zeros and
+    the two columns are added once). The backward accumulates ∂L/∂h into the two columns
+    of each example with ``index_add_`` instead of the dense (2p × n)·(n × width) product;
+    it is the same sum in another order, so the first-layer gradient rounds differently.
+    """
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(pairs)
+        ctx.in_features = weight.shape[1]
+        rows = weight.t().contiguous()
+        return rows.index_select(0, pairs[:, 0]) + rows.index_select(0, pairs[:, 1])
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        (pairs,) = ctx.saved_tensors
+        grad_rows = grad_out.new_zeros(ctx.in_features, grad_out.shape[1])
+        grad_rows.index_add_(0, pairs[:, 0], grad_out)
+        grad_rows.index_add_(0, pairs[:, 1], grad_out)
+        return grad_rows.t(), None
+
+
+class PairInputMLP(nn.Sequential):
+    """The grokking MLP fed a one-hot pair as its two column indices (a long (n, 2) tensor
+    from :func:`one_hot_pair_indices`); a float input goes through the dense layers as usual.
+
+    Same modules, names and parameters as :func:`grokking_mlp`; only the first layer's
+    product is a two-column gather. Measured on the 113-class task (70% split, width 200,
+    1 thread): ≈ 1.2–1.3× faster per full-batch AdamW step than the dense one-hot product.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_floating_point():
+            return super().forward(x)
+        first = self[0]
+        h = _PairColumns.apply(first.weight, x)
+        if first.bias is not None:
+            h = h + first.bias
+        for module in list(self)[1:]:
+            h = module(h)
+        return h
+
+
+def pair_input(model: nn.Sequential) -> PairInputMLP:
+    """The same modules (shared, not copied) as a :class:`PairInputMLP`."""
+    return PairInputMLP(*model)
+
+
 class OneLayerTransformer(nn.Module):
     """The official code's "one-layer transformer": embedding → ``nn.TransformerEncoderLayer``
     (d_model 128, 4 heads, PyTorch defaults: feed-forward 2048, dropout 0.1, post-LayerNorm,

@@ -3,12 +3,18 @@
 A run is full-batch training (one epoch = one step, as in the official code) of a model
 on a train/test split, with the loss (softmax or StableMax cross-entropy) computed in
 its own dtype, and on a schedule: train and test accuracy and loss, the collapse fraction
-(of the softmax or the StableMax sum, whichever the loss uses) and the exact-zero-loss
-fraction of the training set in the loss dtype, the weight norm,
+(of the softmax or the StableMax sum, whichever the loss uses), the exact-zero-loss and
+exact-zero-correct-class-gradient fractions of the training set in the loss dtype, the
+weight norm,
 the median top-2 logit gap, and optionally cos(W, −∇L) per parameter tensor.
 """
 
 from __future__ import annotations
+
+import contextvars
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -60,8 +66,16 @@ def grokking_run(model, data: dict, loss_kind: str, loss_dtype: torch.dtype, mak
     collapse = (sc.softmax_collapse_fraction if loss_kind == "softmax"
                 else sc.stablemax_collapse_fraction)
     model = model.to(device=device, dtype=model_dtype)
-    x_test = data["x_test"].to(device=device, dtype=model_dtype if
-                               data["x_test"].is_floating_point() else None)
+    x_train, x_test = data["x_train"], data["x_test"]
+    if isinstance(model, torch.nn.Sequential) and x_train.is_floating_point():
+        try:
+            pairs = g.one_hot_pair_indices(x_train), g.one_hot_pair_indices(x_test)
+        except ValueError:
+            pass    # binary codes or parity bits: the dense first layer
+        else:
+            model, (x_train, x_test) = g.pair_input(model), pairs
+    x_test = x_test.to(device=device, dtype=model_dtype if x_test.is_floating_point()
+                       else None)
     y_test = data["y_test"].to(device)
 
     def probe(state) -> dict:
@@ -72,13 +86,14 @@ def grokking_run(model, data: dict, loss_kind: str, loss_dtype: torch.dtype, mak
                "test_loss": float(criterion(test_logits, y_test).double().mean()),
                "sc_fraction": collapse(logits, loss_dtype),
                "zero_loss": sc.zero_loss_fraction(criterion(logits, state.y)),
+               "zero_grad": sc.zero_gradient_fraction(logits, state.y, criterion),
                "weight_norm": sc.weight_norm(state.model),
                "logit_gap": sc.logit_gap_stats(logits)["median"]}
         if alignment:
             out.update({f"cos.{name}": v for name, v in sc.layer_alignment(state.model).items()})
         return out
 
-    history = fit(model, criterion, data["x_train"], data["y_train"], make_optimizer,
+    history = fit(model, criterion, x_train, data["y_train"], make_optimizer,
                   steps=steps, device=device, probes=[Probe("p", probe, every(probe_every))],
                   checkpoint=checkpoint, progress=False)
     keep = np.isin(history["step"], history["p.step"])
@@ -88,6 +103,28 @@ def grokking_run(model, data: dict, loss_kind: str, loss_dtype: torch.dtype, mak
         if key.startswith("p.") and key != "p.step":
             out[key[2:]] = value
     return out
+
+
+def side_by_side(jobs: dict[str, Callable[[], dict]], device: str) -> dict[str, dict]:
+    """Run independent grokking runs (``name -> job()``) and return their results by name.
+
+    On CPU they run in threads, one more than the cores (capped at the number of jobs):
+    torch releases the GIL in its kernels, and each run's products at one torch thread
+    (the lab's policy for this work, see ``experiments.api``) are bit-identical whatever
+    runs beside them, so the results do not depend on the number of workers. Measured on
+    2 cores, three 113-class runs side by side at one thread took ≈ 0.75× the time of the
+    same runs one after the other at two threads. Models must be built before (their
+    seeded construction touches torch's global RNG); each job runs in a copy of the
+    caller's context, so its checkpoints go where the caller's would. On CUDA they run one
+    after the other.
+    """
+    if device != "cpu" or len(jobs) < 2:
+        return {name: job() for name, job in jobs.items()}
+    workers = min(len(jobs), (os.cpu_count() or 1) + 1)
+    with ThreadPoolExecutor(workers) as pool:
+        futures = {name: pool.submit(contextvars.copy_context().run, job)
+                   for name, job in jobs.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def first_step(steps, values, threshold: float) -> float:

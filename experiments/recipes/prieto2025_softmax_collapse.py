@@ -16,6 +16,7 @@ within the budget counts as collapsing after it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,15 +58,18 @@ PRESETS = {
 
 def run(cfg: Config, device: str) -> dict:
     make_optimizer = pr.optimizer("adamw", cfg.lr, (0.9, cfg.beta2), cfg.eps)
-    result = {}
+    jobs = {}
     for split in cfg.splits:
         data = g.modular_arithmetic(cfg.p, "add", split, cfg.seed)
         for dtype in DTYPES:
             model = g.grokking_mlp(2 * cfg.p, cfg.p, cfg.width, seed=cfg.seed)
-            arrays = pr.grokking_run(model, data, "softmax", getattr(torch, dtype),
-                                     make_optimizer, cfg.epochs, cfg.probe_every, device,
-                                     checkpoint=f"{split:g}-{dtype}")
-            result.update({f"{split:g}.{dtype}.{k}": v for k, v in arrays.items()})
+            jobs[f"{split:g}.{dtype}"] = functools.partial(
+                pr.grokking_run, model, data, "softmax", getattr(torch, dtype),
+                make_optimizer, cfg.epochs, cfg.probe_every, device,
+                checkpoint=f"{split:g}-{dtype}")
+    result = {}
+    for name, arrays in pr.side_by_side(jobs, device).items():
+        result.update({f"{name}.{k}": v for k, v in arrays.items()})
     return result
 
 
@@ -88,6 +92,8 @@ def plot(result: dict, cfg: Config):
             top.plot(r["step"], r["test_acc"], color=colors[dtype], label=f"{dtype} test")
             top.plot(r["step"], r["train_acc"], color=colors[dtype], ls="--", lw=0.8)
             bottom.plot(r["step"], r["sc_fraction"], color=colors[dtype], label=dtype)
+            if "zero_grad" in r:
+                bottom.plot(r["step"], r["zero_grad"], color=colors[dtype], ls="--", lw=0.8)
             t = onset(result, split, dtype)
             if np.isfinite(t):
                 for ax in (top, bottom):
@@ -97,7 +103,7 @@ def plot(result: dict, cfg: Config):
         top.legend(loc="center right", fontsize=7)
         bottom.axhline(SC_THRESHOLD, color="k", lw=0.6)
         bottom.set(xlabel="epoch", ylabel="Softmax Collapse fraction", ylim=(-0.02, 1.02),
-                   title="dotted: SC passes 50%")
+                   title="SC (solid), ∂CE/∂z_y = 0 (dashed); dotted: SC > 50%")
     return fig
 
 
