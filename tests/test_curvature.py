@@ -21,6 +21,7 @@ from experiments.probes.curvature import (
     gauss_newton_trace,
     hutchinson_trace,
     hutchpp_trace,
+    lanczos_sharpness,
     optimizer_preconditioner,
     power_iteration,
     preconditioned_sharpness,
@@ -170,6 +171,45 @@ def test_both_hvp_modes_match_dense(loss_name, mode):
     torch.testing.assert_close(products, vectors @ case.hessian, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("loss_name", list(LOSSES))
+def test_retained_graph_hvp_equals_double_backward(loss_name):
+    """One kept gradient graph, many products: each equals a double backward from scratch."""
+    case = problem(loss_name)
+    retained = CurvatureOperator(case.model, case.loss_fn, case.x, case.y)
+    scratch = CurvatureOperator(case.model, case.loss_fn, case.x, case.y, hvp="rev_rev")
+    assert retained.retains_graph and not scratch.retains_graph
+    vectors = torch.randn(4, retained.n_params, generator=torch.Generator().manual_seed(3),
+                          dtype=DTYPE)
+    for v in vectors:
+        reference = scratch.matvec(v)
+        product = retained.matvec(v)
+        assert float((product - reference).norm() / reference.norm()) <= 1e-6
+        torch.testing.assert_close(product, v @ case.hessian, rtol=0, atol=1e-10)
+    assert retained.n_matvecs == 4
+
+
+def test_retained_graph_is_released_and_rebuilt_after_an_in_place_change():
+    case = problem("half_sum_mse")
+    model = copy.deepcopy(case.model)
+    v = torch.randn(sum(p.numel() for p in model.parameters()), dtype=DTYPE,
+                    generator=torch.Generator().manual_seed(4))
+    with CurvatureOperator(model, case.loss_fn, case.x, case.y) as op:
+        op.matvec(v)
+        assert op._graph is not None
+    assert op._graph is None  # the with block released it
+    op.matvec(v)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.1)  # the operator's params alias the model's, so it is now elsewhere
+    moved = op.matvec(v)
+    expected = v @ dense_hessian(model, case.loss_fn, case.x, case.y)
+    torch.testing.assert_close(moved, expected, rtol=0, atol=1e-10)
+    # chunks fall back to products from scratch: nothing retained
+    chunked = CurvatureOperator(model, case.loss_fn, case.x, case.y, chunk_size=AWKWARD_CHUNK)
+    torch.testing.assert_close(chunked.matvec(v), expected, rtol=0, atol=1e-10)
+    assert not chunked.retains_graph and chunked._graph is None
+
+
 def test_eigsh_without_start_vector_is_reproducible():
     case = problem("half_sum_mse")
     first = top_eigenpairs(case.operator("hessian", None), k=2, tol=1e-3)
@@ -264,6 +304,42 @@ def test_repeated_top_eigenvalue_is_found_twice():
     result = top_eigenpairs(CurvatureOperator(twin, half_sum_mse, x, y), k=2)
     np.testing.assert_allclose(result.eigenvalues, dense[-2:].flip(0).numpy(), rtol=1e-6)
     np.testing.assert_allclose(result.eigenvectors.T @ result.eigenvectors, np.eye(2), atol=1e-8)
+
+
+@pytest.mark.parametrize("loss_name", list(LOSSES))
+def test_lanczos_sharpness_meets_its_residual_stop(loss_name):
+    case = problem(loss_name)
+    eigenvalues, eigenvectors = torch.linalg.eigh(case.hessian)
+    top = float(eigenvalues[-1])
+    cold = lanczos_sharpness(case.operator(), tol=1e-6,
+                             generator=torch.Generator().manual_seed(0))
+    u = torch.as_tensor(cold.eigenvectors[:, 0])
+    residual = float((case.hessian @ u - cold.eigenvalues[0] * u).norm())
+    assert residual <= 1e-6 * abs(cold.eigenvalues[0]) * (1 + 1e-6)
+    assert abs(cold.eigenvalues[0] - top) <= 1e-6 * abs(top)
+    assert cold.residual_norms[0] == pytest.approx(residual, rel=1e-4, abs=1e-12)
+    # warm from the exact eigenvector: one product
+    warm = lanczos_sharpness(case.operator(), v0=eigenvectors[:, -1], tol=1e-6)
+    assert warm.n_matvecs == 1 and abs(warm.eigenvalues[0] - top) <= 1e-9 * abs(top)
+    # a block start (the previous call's top Ritz vectors) gives the same pair
+    block = lanczos_sharpness(case.operator(), v0=cold.ritz_vectors, tol=1e-6)
+    assert block.ritz_vectors.shape == (case.hessian.shape[0], 2)
+    assert abs(block.eigenvalues[0] - top) <= 1e-6 * abs(top)
+
+
+def test_lanczos_sharpness_falls_back_to_arpack_and_sharpness_offers_both():
+    case = problem("half_sum_mse")
+    top = float(torch.linalg.eigvalsh(case.hessian)[-1])
+    op = case.operator()
+    capped = lanczos_sharpness(op, tol=1e-10, max_iter=3,
+                               generator=torch.Generator().manual_seed(0))
+    assert capped.n_matvecs > 3 and capped.n_matvecs == op.n_matvecs
+    assert abs(capped.eigenvalues[0] - top) <= 1e-8 * abs(top)
+    for method in ("arpack", "lanczos"):
+        result = sharpness(case.model, case.loss_fn, case.x, case.y, tol=1e-8, method=method)
+        assert abs(result.eigenvalues[0] - top) <= 1e-7 * abs(top)
+    with pytest.raises(ValueError):
+        sharpness(case.model, case.loss_fn, case.x, case.y, method="power")
 
 
 def test_power_iteration_meets_its_residual_stop():

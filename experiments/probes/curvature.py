@@ -32,12 +32,17 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 Params = dict[str, Tensor]
 
 KINDS = ("hessian", "gauss_newton")
-# Hessian-vector product modes: forward-over-reverse (jvp of grad) or reverse-over-reverse
-# (vjp of grad). Both are exact; which is cheaper depends on the model and the device.
-# `python -m experiments bench` measures both: on fc-tanh 40-200-200-10 with 1,000 examples
-# (float32, 2 CPU cores, eager) rev_rev took 2.5 gradients and 1.8x a gradient's peak
-# memory, fwd_rev 3.1 gradients and 2.6x, so rev_rev is the default.
-HVP_MODES = ("rev_rev", "fwd_rev")
+# Hessian-vector product modes, all exact:
+# - "retained" (default): the gradient is built once per operator with create_graph=True
+#   and kept; each product is one reverse pass through that graph, grad(⟨∇L, v⟩). On the
+#   bench workload (fc-tanh 40-w-w-10, 1,000 examples, float32, 1 thread, eager) a
+#   product took 1.6-2.0 gradients at w = 100-800, and the graph plus one product peaked
+#   at 2.6-2.75x a gradient's peak memory (the graph alone 1.2x, a product on top 1.4x).
+# - "rev_rev": reverse-over-reverse from scratch per product (vjp of grad): 2.9-3.9
+#   gradients and 2.8x a gradient's peak memory on the same workload.
+# - "fwd_rev": forward-over-reverse (jvp of grad), slower again on CPU.
+# `python -m experiments bench` measures them.
+HVP_MODES = ("retained", "rev_rev", "fwd_rev")
 # Lanczos: an off-diagonal this small relative to the largest entry seen means an invariant
 # Krylov subspace was found.
 _LANCZOS_BREAKDOWN = 1e-10
@@ -103,6 +108,18 @@ class CurvatureOperator:
 
     ``matvec`` counts its calls in ``n_matvecs``. The products run in the parameters'
     dtype; use float64 when asking eigensolvers for tight tolerances.
+
+    Hessian products (``hvp="retained"``, the default) reuse one gradient graph: the first
+    product builds ∇L with ``create_graph=True`` and keeps it, and every product is then one
+    reverse pass ``grad(⟨∇L, v⟩, θ, retain_graph=True)`` through it, so one operator is one
+    probe at fixed θ. The graph holds the forward activations and the backward
+    intermediates until ``release()`` (or the end of a ``with`` block, or the operator being
+    dropped); if the parameters are changed in place meanwhile (their version counters
+    move), the next product rebuilds it. With ``chunk_size`` set, products fall back to
+    ``"rev_rev"`` chunk by chunk (nothing retained): chunking is the caller's memory bound,
+    and one retained graph per chunk would hold the whole batch's graph at once.
+    Gauss–Newton products keep their jvp/vjp path (J v forward, Jᵀ back; nothing to retain
+    that a reverse pass through ∇L would reuse).
     """
 
     def __init__(
@@ -114,7 +131,7 @@ class CurvatureOperator:
         params: Mapping[str, Tensor] | None = None,
         chunk_size: int | None = None,
         kind: str = "hessian",
-        hvp: str = "rev_rev",
+        hvp: str = "retained",
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -136,6 +153,50 @@ class CurvatureOperator:
         self.device = first.device
         self.n_examples = x.shape[0]
         self.n_matvecs = 0
+        self._graph: tuple[list[Tensor], tuple[Tensor, ...], list[int]] | None = None
+
+    # -- the retained gradient graph
+
+    @property
+    def retains_graph(self) -> bool:
+        """Whether Hessian products go through one kept gradient graph (see the class)."""
+        return self.kind == "hessian" and self.hvp_mode == "retained" and (
+            self.chunk_size is None or self.chunk_size >= self.n_examples)
+
+    def _versions(self) -> list[int]:
+        return [p._version for p in self.params.values()]
+
+    def _retained_graph(self) -> tuple[list[Tensor], tuple[Tensor, ...]]:
+        if self._graph is None or self._graph[2] != self._versions():
+            self._graph = None  # free the stale graph before building the new one
+            leaves = [p.detach().requires_grad_() for p in self.params.values()]
+            with torch.enable_grad():
+                objective = self._chunk_objective(
+                    dict(zip(self.params, leaves, strict=True)), self.x, self.y)
+                gradient = torch.autograd.grad(objective, leaves, create_graph=True)
+            self._graph = (leaves, gradient, self._versions())
+        leaves, gradient, _ = self._graph
+        return leaves, gradient
+
+    def release(self) -> None:
+        """Free the retained gradient graph (the next product rebuilds it)."""
+        self._graph = None
+
+    def __enter__(self) -> CurvatureOperator:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+    def _retained_hvp(self, v: Tensor) -> Tensor:
+        leaves, gradient = self._retained_graph()
+        cotangents = list(unflatten(v, self.params).values())
+        with torch.enable_grad():
+            product = torch.autograd.grad(gradient, leaves, grad_outputs=cotangents,
+                                          retain_graph=True)
+        return torch.cat([p.reshape(-1) for p in product])
+
+    # -- products from scratch, per chunk
 
     def _outputs(self, params: Params, xb: Tensor) -> Tensor:
         return functional_call(self.model, params, (xb,))
@@ -146,11 +207,11 @@ class CurvatureOperator:
 
     def _hvp(self, tangent: Params, xb: Tensor, yb: Tensor) -> Params:
         gradient_fn = grad(self._chunk_objective)
-        if self.hvp_mode == "rev_rev":
-            _, pull_back = vjp(lambda p: gradient_fn(p, xb, yb), self.params)
-            (product,) = pull_back(tangent)
+        if self.hvp_mode == "fwd_rev":
+            _, product = jvp(lambda p: gradient_fn(p, xb, yb), (self.params,), (tangent,))
             return product
-        _, product = jvp(lambda p: gradient_fn(p, xb, yb), (self.params,), (tangent,))
+        _, pull_back = vjp(lambda p: gradient_fn(p, xb, yb), self.params)
+        (product,) = pull_back(tangent)
         return product
 
     def _gnvp(self, tangent: Params, xb: Tensor, yb: Tensor) -> Params:
@@ -168,7 +229,11 @@ class CurvatureOperator:
 
     def matvec(self, v: Tensor) -> Tensor:
         """Curvature-vector product for a flat vector ``v`` of length ``n_params``."""
-        tangent = unflatten(v.to(device=self.device, dtype=self.dtype), self.params)
+        v = v.to(device=self.device, dtype=self.dtype)
+        if self.retains_graph:
+            self.n_matvecs += 1
+            return self._retained_hvp(v)
+        tangent = unflatten(v, self.params)
         product_fn = self._hvp if self.kind == "hessian" else self._gnvp
         total = torch.zeros(self.n_params, dtype=self.dtype, device=self.device)
         for xb, yb in _chunks(self.x, self.y, self.chunk_size):
@@ -179,7 +244,8 @@ class CurvatureOperator:
     def matvecs(self, vectors: Tensor) -> Tensor:
         """Curvature products for the rows of ``vectors`` (m, n_params), ``vmap``-ed: one
         batched pass instead of m (on the cohen2025 quick workload, 7 products took 17 ms
-        instead of 26 ms); equal to ``matvec`` row by row up to rounding."""
+        instead of 26 ms); equal to ``matvec`` row by row up to rounding. Always the
+        from-scratch path (``vmap`` over a reverse pass from scratch), whatever ``hvp``."""
         vectors = vectors.to(device=self.device, dtype=self.dtype)
         product_fn = self._hvp if self.kind == "hessian" else self._gnvp
         total = torch.zeros_like(vectors)
@@ -228,13 +294,16 @@ class CurvatureOperator:
 class EigResult:
     """Eigenvalues (descending), matching eigenvectors as columns (P×k), matvecs spent.
 
-    ``residual_norms`` (‖Hv − λv‖ per pair) is filled by solvers that compute it anyway.
+    ``residual_norms`` (‖Hv − λv‖ per pair) is filled by solvers that compute it anyway;
+    ``ritz_vectors`` (P × m, the first = ``eigenvectors[:, 0]``) by ``lanczos_sharpness``,
+    a block warm start for the next call along a trajectory.
     """
 
     eigenvalues: np.ndarray
     eigenvectors: np.ndarray
     n_matvecs: int
     residual_norms: np.ndarray | None = None
+    ritz_vectors: np.ndarray | None = None
 
 
 def _as_numpy_vector(v: Tensor | np.ndarray | None, n: int) -> np.ndarray | None:
@@ -346,10 +415,19 @@ def sharpness(
     tol: float = 1e-8,
     chunk_size: int | None = None,
     params: Mapping[str, Tensor] | None = None,
+    method: str = "arpack",
 ) -> EigResult:
-    """Top Hessian eigenpair (largest algebraic eigenvalue) of the full-batch objective."""
-    op = CurvatureOperator(model, loss_fn, x, y, params=params, chunk_size=chunk_size)
-    return top_eigenpairs(op, k=1, v0=v0, tol=tol)
+    """Top Hessian eigenpair (largest algebraic eigenvalue) of the full-batch objective.
+
+    ``method="arpack"`` (default): ``top_eigenpairs``; ``"lanczos"``: ``lanczos_sharpness``
+    (stops as soon as the residual meets ``tol``; the cheaper choice with a warm ``v0``).
+    """
+    if method not in SHARPNESS_METHODS:
+        raise ValueError(f"method must be one of {SHARPNESS_METHODS}, got {method!r}")
+    with CurvatureOperator(model, loss_fn, x, y, params=params, chunk_size=chunk_size) as op:
+        if method == "lanczos":
+            return lanczos_sharpness(op, v0=v0, tol=tol)
+        return top_eigenpairs(op, k=1, v0=v0, tol=tol)
 
 
 def _start_vector(op: CurvatureOperator, v0, generator: torch.Generator | None) -> Tensor:
@@ -399,6 +477,98 @@ def power_iteration(
         n_matvecs=op.n_matvecs - start,
         residual_norms=np.array([float(residual)]),
     )
+
+
+SHARPNESS_METHODS = ("arpack", "lanczos")
+
+
+def lanczos_sharpness(
+    op: CurvatureOperator,
+    v0: Tensor | np.ndarray | None = None,
+    tol: float = 1e-3,
+    max_iter: int = 30,
+    ncv: int | None = None,
+    generator: torch.Generator | None = None,
+    n_ritz: int = 2,
+) -> EigResult:
+    """Largest algebraic eigenpair by Lanczos from ``v0``, stopped by a per-step residual test.
+
+    After each product the top Ritz pair (θ, u) of H on the basis Q so far (Rayleigh–Ritz
+    on QᵀHQ) is formed, and its residual ‖Hu − θu‖ is computed exactly from the stored
+    products HQ, so the test costs no product. It stops at the first step with
+    ‖Hu − θu‖ ≤ tol·|θ|: then some eigenvalue lies within tol·|θ| of θ (and within
+    ‖Hu − θu‖²/gap of the one that u converges to), the same test as ARPACK's ``tol``.
+    Unlike ARPACK, which builds ``ncv`` vectors (``top_eigenpairs``: default 20,
+    tracking 8) before its first test, it can stop after one product when ``v0`` is
+    already an eigenvector, e.g. the previous probe's along a trajectory.
+
+    The next basis vector is that residual, orthogonalised against Q twice (full
+    reorthogonalisation); from one start vector this spans the Krylov space, i.e. it is
+    Lanczos. ``v0`` may also be a (P, k) block of start vectors (e.g. the previous probe's
+    ``ritz_vectors``): all k are multiplied first, then the residual expansion continues.
+    After ``max_iter`` products without convergence it hands its Ritz vector to ARPACK
+    (``top_eigenpairs`` with ``ncv``); ``n_matvecs`` counts both. Memory: 2·max_iter·P
+    numbers (Q and HQ). The result carries the last residual and the top ``n_ritz`` Ritz
+    vectors (columns, the first is ``eigenvectors[:, 0]``).
+    """
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be positive, got {max_iter}")
+    n_steps = min(max_iter, op.n_params)
+    starts = _start_block(op, v0, generator)
+    start = op.n_matvecs
+    basis = torch.zeros(n_steps, op.n_params, dtype=op.dtype, device=op.device)
+    images = torch.zeros_like(basis)
+    projected = np.zeros((n_steps, n_steps))
+    size, residual, theta, converged = 0, math.inf, math.nan, False
+    candidates = list(starts)
+    while size < n_steps:
+        direction = candidates.pop(0)
+        direction = _orthogonalize(direction, basis[:size])
+        norm = float(torch.linalg.vector_norm(direction))
+        if norm <= _LANCZOS_BREAKDOWN:  # every candidate is a unit vector
+            if candidates:
+                continue  # a start vector inside the span of the others
+            converged = True  # the basis spans an invariant subspace: the Ritz pair is exact
+            break
+        basis[size] = direction / norm
+        images[size] = op.matvec(basis[size])
+        row = (basis[: size + 1] @ images[size]).double().cpu().numpy()
+        projected[size, : size + 1] = row
+        projected[: size + 1, size] = row
+        size += 1
+        values, vectors = np.linalg.eigh(projected[:size, :size])
+        theta = float(values[-1])
+        weights = torch.as_tensor(vectors[:, -1], dtype=op.dtype, device=op.device)
+        u, hu = weights @ basis[:size], weights @ images[:size]
+        residual_vector = hu - theta * u
+        residual = float(torch.linalg.vector_norm(residual_vector))
+        if not candidates:
+            if residual <= tol * abs(theta):
+                converged = True
+                break
+            candidates.append(residual_vector / residual)
+    order = np.argsort(values)[::-1][:n_ritz]
+    ritz = torch.as_tensor(vectors[:, order].T.copy(), dtype=op.dtype, device=op.device)
+    ritz_vectors = (ritz @ basis[:size]).T.detach().cpu().numpy().astype(np.float64)
+    ritz_vectors /= np.linalg.norm(ritz_vectors, axis=0)
+    if not converged:
+        fallback = top_eigenpairs(op, k=1, v0=ritz_vectors[:, 0], tol=tol, ncv=ncv)
+        return EigResult(fallback.eigenvalues, fallback.eigenvectors, op.n_matvecs - start,
+                         ritz_vectors=fallback.eigenvectors)
+    return EigResult(np.array([theta]), ritz_vectors[:, :1], op.n_matvecs - start,
+                     residual_norms=np.array([residual]), ritz_vectors=ritz_vectors)
+
+
+def _start_block(op, v0, generator: torch.Generator | None) -> list[Tensor]:
+    """Start vectors as a list of unit tensors: one for a vector or None, k for a (P, k)."""
+    if v0 is None or np.ndim(v0) == 1 or (np.ndim(v0) == 2 and np.shape(v0)[1] == 1):
+        flat = None if v0 is None else np.asarray(
+            v0.detach().cpu() if isinstance(v0, Tensor) else v0, dtype=np.float64).reshape(-1)
+        return [_start_vector(op, flat, generator)]
+    block = np.asarray(v0.detach().cpu() if isinstance(v0, Tensor) else v0, dtype=np.float64)
+    if block.ndim != 2 or block.shape[0] != op.n_params:
+        raise ValueError(f"start block must have shape ({op.n_params}, k), got {block.shape}")
+    return [_start_vector(op, column, generator) for column in block.T]
 
 
 # ---------------------------------------------------------------------------------------------
