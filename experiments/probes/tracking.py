@@ -3,8 +3,15 @@
 The probes measure the top eigenvalue of the full-batch Hessian (or of the optimizer's
 preconditioned Hessian P^{-1/2} H P^{-1/2}) by Lanczos, warm-started from the previous
 call's eigenvector, which ``fit`` keeps (and checkpoints) in ``state.memory``, so a
-resumed run measures exactly what an uninterrupted one would. Each call also records its
-matvec count and wall seconds, the numbers behind the sharpness-tracking overhead.
+resumed run measures exactly what an uninterrupted one would. By default
+(``method="lanczos"``) that is ``curvature.lanczos_sharpness`` started from the previous
+call's top two Ritz vectors, which stops at the first step whose residual meets ``tol``
+(the same test as ARPACK's ``tol``), so a warm start that is nearly converged costs a few
+products; ``method="arpack"`` is the previous
+``top_eigenpairs`` with ``ncv`` vectors (never fewer than ncv + 1 products). Each call's
+operator retains one gradient graph for its products and releases it before returning.
+Each call also records its matvec count and wall seconds, the numbers behind the
+sharpness-tracking overhead.
 """
 
 from __future__ import annotations
@@ -19,10 +26,13 @@ from scipy.stats import spearmanr
 from experiments.probes.curvature import (
     CurvatureOperator,
     _scipy_operator,
+    lanczos_sharpness,
     optimizer_preconditioner,
     top_eigenpairs,
 )
 from experiments.train import Probe, Schedule, TrainState
+
+METHODS = ("lanczos", "arpack")
 
 
 def _operator(state: TrainState) -> CurvatureOperator:
@@ -30,22 +40,45 @@ def _operator(state: TrainState) -> CurvatureOperator:
                              chunk_size=state.chunk_size)
 
 
+def _top(op, memory: dict, key: str, tol: float, ncv: int, method: str) -> tuple[float, int]:
+    """Top eigenvalue, warm-started from and updating ``memory[key]``: the previous top
+    two Ritz vectors for Lanczos (a 1-D vector from an older checkpoint works too), the
+    previous eigenvector for ARPACK."""
+    if method == "lanczos":
+        eig = lanczos_sharpness(op, v0=memory.get(key), tol=tol, ncv=ncv)
+        memory[key] = eig.ritz_vectors
+    else:
+        v0 = memory.get(key)
+        v0 = v0[:, 0] if v0 is not None and np.ndim(v0) == 2 else v0
+        eig = top_eigenpairs(op, k=1, v0=v0, tol=tol, ncv=ncv)
+        memory[key] = eig.eigenvectors[:, 0]
+    return float(eig.eigenvalues[0]), eig.n_matvecs
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
 def sharpness_probe(schedule: Schedule, *, name: str = "sharpness", tol: float = 1e-6,
-                    ncv: int = 8) -> Probe:
-    """λ_max(H) of the full-batch objective, warm-started Lanczos (``ncv`` Krylov vectors)."""
+                    ncv: int = 8, method: str = "lanczos") -> Probe:
+    """λ_max(H) of the full-batch objective, warm-started Lanczos to relative residual
+    ``tol`` (``ncv``: ARPACK's Krylov vectors, for ``method="arpack"`` or the fallback)."""
+    _check_method(method)
 
     def measure(state: TrainState) -> dict[str, float]:
         started = time.perf_counter()
-        eig = top_eigenpairs(_operator(state), k=1, v0=state.memory.get(name), tol=tol, ncv=ncv)
-        state.memory[name] = eig.eigenvectors[:, 0]
-        return {"value": float(eig.eigenvalues[0]), "matvecs": eig.n_matvecs,
+        with _operator(state) as op:
+            value, matvecs = _top(op, state.memory, name, tol, ncv, method)
+        return {"value": value, "matvecs": matvecs,
                 "seconds": time.perf_counter() - started}
 
     return Probe(name, measure, schedule)
 
 
 class _Preconditioned:
-    """P^{-1/2} H P^{-1/2} with the interface ``top_eigenpairs`` uses (so ``ncv`` applies)."""
+    """P^{-1/2} H P^{-1/2} with the interface ``top_eigenpairs`` and ``lanczos_sharpness``
+    use (so ``ncv`` applies)."""
 
     def __init__(self, op: CurvatureOperator, preconditioner: torch.Tensor):
         self.op = op
@@ -64,30 +97,28 @@ class _Preconditioned:
 
 
 def preconditioned_sharpness_probe(schedule: Schedule, *, name: str = "preconditioned",
-                                   tol: float = 1e-6, ncv: int = 8, raw: bool = True) -> Probe:
+                                   tol: float = 1e-6, ncv: int = 8, raw: bool = True,
+                                   method: str = "lanczos") -> Probe:
     """λ_max(P⁻¹H) with P the optimizer's diagonal (``optimizer_preconditioner``), and λ_max(H).
 
     Before the first step the optimizer has no preconditioner: the value is NaN there.
     ``raw=False`` skips λ_max(H) (e.g. to track it on a coarser schedule with
-    ``sharpness_probe``).
+    ``sharpness_probe``). ``method`` as in ``sharpness_probe``; both eigenproblems share
+    one operator, so one retained gradient graph.
     """
+    _check_method(method)
 
     def measure(state: TrainState) -> dict[str, float]:
         started = time.perf_counter()
-        op = _operator(state)
         out = {}
-        if raw:
-            eig_raw = top_eigenpairs(op, k=1, v0=state.memory.get(f"{name}.raw"), tol=tol,
-                                     ncv=ncv)
-            state.memory[f"{name}.raw"] = eig_raw.eigenvectors[:, 0]
-            out["raw"] = float(eig_raw.eigenvalues[0])
         value = math.nan
-        if state.step > 0:
-            diagonal = optimizer_preconditioner(state.optimizer, state.model.parameters())
-            eig = top_eigenpairs(_Preconditioned(op, diagonal), k=1,
-                                 v0=state.memory.get(name), tol=tol, ncv=ncv)
-            state.memory[name] = eig.eigenvectors[:, 0]
-            value = float(eig.eigenvalues[0])
+        with _operator(state) as op:
+            if raw:
+                out["raw"], _ = _top(op, state.memory, f"{name}.raw", tol, ncv, method)
+            if state.step > 0:
+                diagonal = optimizer_preconditioner(state.optimizer, state.model.parameters())
+                value, _ = _top(_Preconditioned(op, diagonal), state.memory, name, tol, ncv,
+                                method)
         return {"value": value, **out, "matvecs": op.n_matvecs,
                 "seconds": time.perf_counter() - started}
 
