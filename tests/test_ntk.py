@@ -80,6 +80,25 @@ def test_three_methods_agree_in_every_mode(build):
     torch.testing.assert_close(probe.empirical_ntk(net, x1, x2, method="structured"), dense)
 
 
+def test_jacobian_method_computes_the_jacobian_once_for_a_set_with_itself(monkeypatch):
+    net = seeded(0, mlp, [3, 7, 5, 2], "tanh", dtype=torch.float64)
+    x = torch.randn(9, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    rows = []
+    original = probe._jacobians
+    monkeypatch.setattr(probe, "_jacobians", lambda m, p, xb: rows.append(len(xb))
+                        or original(m, p, xb))
+    same = probe.empirical_ntk(net, x, method="jacobian", chunk_size=4)
+    assert sum(rows) == 9  # each example's Jacobian once, not once per side
+    rows.clear()
+    diagonal = probe.empirical_ntk(net, x, method="jacobian", mode="diagonal", chunk_size=4)
+    assert sum(rows) == 9
+    rows.clear()
+    separate = probe.empirical_ntk(net, x, x.clone(), method="jacobian", chunk_size=4)
+    assert sum(rows) == 18
+    torch.testing.assert_close(same, separate, rtol=0, atol=0)
+    torch.testing.assert_close(diagonal, torch.diagonal(same, dim1=0, dim2=1).permute(2, 0, 1))
+
+
 def test_linearised_dynamics_equal_explicit_iteration():
     rng = np.random.default_rng(1)
     a = rng.standard_normal((6, 6))

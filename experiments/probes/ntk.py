@@ -56,12 +56,14 @@ def _jacobians(model: nn.Module, params, x: Tensor) -> Tensor:
 
 
 def _ntk_jacobian(model, x1, x2, chunk_size):
+    """Jacobians of x2 once, then each chunk of x1 against them; when x1 is x2 (the kernel
+    of a set with itself) the Jacobians of x2 serve both sides, computed once."""
     params = _params(model)
-    j2 = [_jacobians(model, params, x2[part]) for part in _chunks(len(x2), chunk_size)]
-    j2 = torch.cat(j2)
+    j2 = torch.cat([_jacobians(model, params, x2[part])
+                    for part in _chunks(len(x2), chunk_size)])
     rows = []
     for part in _chunks(len(x1), chunk_size):
-        j1 = _jacobians(model, params, x1[part])
+        j1 = j2[part] if x1 is x2 else _jacobians(model, params, x1[part])
         rows.append(torch.einsum("aop,bqp->aboq", j1, j2))
     return torch.cat(rows)
 
@@ -157,8 +159,9 @@ def empirical_ntk(model: nn.Module, x1: Tensor, x2: Tensor | None = None,
         if x2 is not None:
             raise ValueError("diagonal mode takes one input set")
         # Θ(x_i, x_i) chunk by chunk: the diagonal of each chunk's own block
-        blocks = [_IMPLEMENTATIONS[method](model, x1[part], x1[part], None)
-                  for part in _chunks(len(x1), chunk_size)]
+        # (the same tensor on both sides, so each method can reuse it)
+        blocks = [_IMPLEMENTATIONS[method](model, xb, xb, None)
+                  for xb in (x1[part] for part in _chunks(len(x1), chunk_size))]
         return torch.cat([torch.diagonal(b, dim1=0, dim2=1).permute(2, 0, 1) for b in blocks])
     kernel = _IMPLEMENTATIONS[method](model, x1, x1 if x2 is None else x2, chunk_size)
     if mode == "trace":
