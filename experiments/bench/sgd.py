@@ -17,7 +17,7 @@ from experiments.recipes.wu2023_sgd_trace_bound import Config, workload
 from toy_models.networks import mlp, seeded
 
 
-def rows() -> list[tuple[str, str, str, bool | None]]:
+def rows(quick: bool = False) -> list[tuple[str, str, str, bool | None]]:
     x, y = workload(Config())
     model = seeded(0, mlp, [64, 64, 1], "tanh", dtype=torch.float64)
     start = time.perf_counter()

@@ -61,7 +61,7 @@ def matmul_flops(dtype: torch.dtype, device: str, size: int = 1024) -> float:
     return 2 * size**3 * reps / (time.perf_counter() - start)
 
 
-def rows() -> list[tuple[str, str, str, bool | None]]:
+def rows(quick: bool = False) -> list[tuple[str, str, str, bool | None]]:
     out: list[tuple[str, str, str, bool | None]] = []
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
