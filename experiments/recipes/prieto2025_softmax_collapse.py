@@ -6,8 +6,15 @@ float16, float32 or float64. After the fit, AdamW grows the logits along θ; onc
 logit leads the others by more than about p_bits·ln 2 (+ ln(C − 1) for C classes; the toy
 model's ``absorption_gap``: ≈ 7.6/12.3 in float16, 16.6/21.3 in float32, 36.7/41.5 in
 float64), Σ_k e^{z_k − max z} rounds to exactly 1 (Softmax Collapse), the example's loss
-and correct-class gradient are exactly 0 and it stops contributing to learning. Lower
-precision collapses sooner, so its test accuracy freezes lower.
+and correct-class gradient ∂CE/∂z_y are exactly 0 (its other gradient entries stay
+≈ e^−Δ until they underflow) and it stops contributing to learning. Lower precision
+collapses sooner, so its test accuracy freezes lower.
+
+The SC fraction (the claims, solid curves) sums the exponentials with ``torch.sum`` as the
+authors' logger does; log-softmax sums them in another order, so the zero-gradient
+fraction (recorded as ``zero_grad``, dashed) can lag or lead it over a band of gaps
+(see ``experiments.probes.softmax_collapse.zero_gradient_fraction``). The three precision
+runs are independent and run side by side (``_prieto2025.side_by_side``).
 
 Claims (per split): the epoch at which the SC fraction first passes 50% is ordered
 fp16 < fp32 < fp64, and so is the final test accuracy. A precision that never reaches 50%
@@ -50,7 +57,7 @@ class Config:
 
 PRESETS = {
     # quick: the 70% split only and lr 1e-3 (2× the paper's) for 2,800 epochs, long enough
-    # for float16 and float32 to collapse; about 5 minutes on 2 CPU cores (see the page)
+    # for float16 and float32 to collapse; see the page for its time
     "quick": Config(splits=(0.7,), lr=1e-3, epochs=2800, probe_every=40),
     "paper": Config(splits=(0.4, 0.6, 0.7)),
 }
