@@ -318,11 +318,6 @@ def reference(recipe_id: str, scale: str = "quick") -> dict[str, Any] | None:
     return data if isinstance(data, dict) and isinstance(data.get("claims"), list) else None
 
 
-def last_recorded(recipe_id: str) -> dict[str, Any] | None:
-    """The quick reference (kept for callers of the older name)."""
-    return reference(recipe_id, "quick")
-
-
 def reference_flags(recipe_id: str, data: dict[str, Any]) -> list[str]:
     """What a reader must know about a reference: "stale" (the recipe's code has changed
     since it was written), "dirty" (written from a tree with uncommitted changes), "not a

@@ -318,12 +318,39 @@ def code_sources(recipe_file: Path) -> list[Path]:
     return sorted(seen)
 
 
+# recipe file -> (the (path, mtime_ns, size) of every source, their hash): a run asks for
+# its recipe's hash several times (key, preflight, reference flags); an edit to any source
+# changes its stamp and the hash is recomputed
+_CODE_HASHES: dict[Path, tuple[tuple[tuple[Path, int, int], ...], str]] = {}
+
+
+def _stamps(paths) -> tuple[tuple[Path, int, int], ...]:
+    out = []
+    for path in paths:
+        st = path.stat()
+        out.append((path, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
 def code_hash(recipe_file: Path) -> str:
+    """The first 16 hex digits of SHA-256 over the recipe's sources (names and bytes)."""
+    recipe_file = Path(recipe_file).resolve()
+    cached = _CODE_HASHES.get(recipe_file)
+    if cached is not None:
+        try:
+            if _stamps(p for p, _, _ in cached[0]) == cached[0]:
+                return cached[1]
+        except OSError:
+            pass
+    sources = code_sources(recipe_file)
+    stamps = _stamps(sources)
     digest = hashlib.sha256()
-    for path in code_sources(recipe_file):
+    for path in sources:
         digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
         digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    value = digest.hexdigest()[:16]
+    _CODE_HASHES[recipe_file] = (stamps, value)
+    return value
 
 
 def run_key(recipe_id: str, config: dict[str, Any], code: str) -> str:

@@ -53,3 +53,25 @@ def test_code_sources_follow_the_recipes_imports():
             "experiments/probes/curvature.py"} <= names
     assert "toy_models/sgd_stability.py" not in names
     assert "experiments/recipes/wu2023_stability_threshold.py" not in names
+
+
+def test_code_hash_is_remembered_until_a_source_changes(monkeypatch):
+    """The hash is memoised per recipe; an edit (a new mtime or size) recomputes it."""
+    import os
+    from pathlib import Path
+
+    from experiments import recipes
+
+    recipe = Path(recipes.load("lewkowycz2020-catapult").__file__)
+    first = store.code_hash(recipe)
+    stamps, value = store._CODE_HASHES[recipe.resolve()]
+    assert value == first and any(p == recipe.resolve() for p, _, _ in stamps)
+    calls = []
+    real = store.code_sources
+    monkeypatch.setattr(store, "code_sources", lambda f: calls.append(f) or real(f))
+    assert store.code_hash(recipe) == first and calls == []       # served from memory
+    # a source whose stamp no longer matches (as after an edit) forces a fresh hash
+    path, mtime, size = stamps[0]
+    store._CODE_HASHES[recipe.resolve()] = (((path, mtime - 1, size),) + stamps[1:], "stale")
+    assert store.code_hash(recipe) == first and len(calls) == 1
+    assert os.path.exists(path)
