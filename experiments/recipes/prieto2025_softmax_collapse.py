@@ -88,6 +88,8 @@ def onset(result: dict, split: float, dtype: str) -> float:
 
 
 def plot(result: dict, cfg: Config):
+    from matplotlib.lines import Line2D
+
     from experiments import plotting
 
     fig, axes = plotting.subplots(2, len(cfg.splits), width=3.8, height=2.8)
@@ -107,10 +109,14 @@ def plot(result: dict, cfg: Config):
                     ax.axvline(t, color=colors[dtype], ls=":", lw=1)
         top.set(title=f"{split:.0%} train split (dashed: train)", ylabel="accuracy",
                 ylim=(-0.02, 1.02))
-        top.legend(loc="center right", fontsize=7)
+        top.legend(loc="upper left", bbox_to_anchor=(0.12, 0.94), fontsize=7)
         bottom.axhline(SC_THRESHOLD, color="k", lw=0.6)
-        bottom.set(xlabel="epoch", ylabel="Softmax Collapse fraction", ylim=(-0.02, 1.02),
-                   title="SC (solid), ∂CE/∂z_y = 0 (dashed); dotted: SC > 50%")
+        bottom.set(xlabel="epoch", ylabel="fraction of the training set", ylim=(-0.02, 1.02),
+                   title="Softmax Collapse")
+        styles = [Line2D([], [], color="0.3", label="Σ e^(z−max z) = 1 (SC)"),
+                  Line2D([], [], color="0.3", ls="--", lw=0.8, label="∂CE/∂z_y = 0"),
+                  Line2D([], [], color="0.3", ls=":", lw=1, label="SC passes 50%")]
+        bottom.legend(handles=styles, loc="upper left", fontsize=7)
     return fig
 
 
