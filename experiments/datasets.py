@@ -145,17 +145,31 @@ def _read_cifar_batches(folder: Path, names: list[str]) -> tuple[np.ndarray, np.
     return np.concatenate(xs), np.concatenate(ys)
 
 
+def cifar10_folder(data_dir: str | Path) -> Path:
+    """The ``cifar-10-batches-py`` folder in (or at) ``data_dir``; ConfigError naming the
+    missing folder or batch file, without reading any (a run checks this before it starts)."""
+    if not str(data_dir).strip():
+        raise ConfigError("data_dir: CIFAR-10 needs data_dir, the folder holding "
+                          "cifar-10-batches-py (--set data_dir=FOLDER)")
+    folder = Path(data_dir).expanduser()
+    if (folder / "cifar-10-batches-py").is_dir():
+        folder = folder / "cifar-10-batches-py"
+    if not folder.is_dir():
+        raise ConfigError(f"data_dir: {folder} is not a folder")
+    for name in (*CIFAR_TRAIN, *CIFAR_TEST):
+        if not (folder / name).is_file():
+            raise ConfigError(f"data_dir: {folder} has no CIFAR-10 file {name!r} "
+                              "(expected the python-pickle batches of cifar-10-batches-py)")
+    return folder
+
+
 def cifar10(data_dir: str | Path, n_train: int | None = None, standardize: bool = True) -> Dataset:
     """CIFAR-10 from a local ``cifar-10-batches-py`` folder (or its parent).
 
     As Cohen et al.: pixels / 255, flattened NCHW, per-feature mean and std from the
     full 50k training set, then the first ``n_train`` examples.
     """
-    folder = Path(data_dir).expanduser()
-    if (folder / "cifar-10-batches-py").is_dir():
-        folder = folder / "cifar-10-batches-py"
-    if not folder.is_dir():
-        raise ConfigError(f"data_dir: {folder} is not a folder")
+    folder = cifar10_folder(data_dir)
     x, y = _read_cifar_batches(folder, CIFAR_TRAIN)
     x_test, y_test = _read_cifar_batches(folder, CIFAR_TEST)
     if standardize:

@@ -47,3 +47,15 @@ def test_mnist1d_is_generated_offline_and_deterministic():
 def test_digits():
     data = datasets.digits()
     assert data.x.shape[1] == 64 and len(data.y) + len(data.y_test) == 1797
+
+
+def test_cifar10_folder_names_what_is_missing_before_reading(tmp_path):
+    with pytest.raises(ConfigError, match="needs data_dir.*cifar-10-batches-py"):
+        datasets.cifar10_folder("")
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'absent'} is not a folder"):
+        datasets.cifar10_folder(tmp_path / "absent")
+    write_cifar_folder(tmp_path / "cifar-10-batches-py", per_batch=2)
+    assert datasets.cifar10_folder(tmp_path) == tmp_path / "cifar-10-batches-py"
+    (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()
+    with pytest.raises(ConfigError, match="test_batch"):
+        datasets.cifar10_folder(tmp_path)

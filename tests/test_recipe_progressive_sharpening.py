@@ -109,3 +109,25 @@ def test_cnn_recipe_on_a_cifar_folder_measures_the_dense_hessian_top_eigenvalue(
     top = eigsh(LinearOperator((n, n), matvec=hvp, dtype=np.float64), k=1, which="LA",
                 return_eigenvectors=False)[0]
     assert result["lr=0.05.sharpness.value"][0] == pytest.approx(top, rel=1e-7)
+
+
+def test_the_paper_preset_without_cifar_refuses_in_one_line_and_writes_nothing(isolated_store):
+    # it used to substitute MNIST-1D silently; now exit 2 naming the folder it needs
+    from conftest import files_under, run_cli
+
+    out = run_cli("run", "cohen2021-progressive-sharpening", "--scale", "paper", "--device", "cpu",
+                  env_dirs=isolated_store, timeout=300)
+    assert out.returncode == 2
+    line, = out.stderr.strip().splitlines()
+    assert "data_dir" in line and "cifar-10-batches-py" in line and "dataset=mnist1d" in line
+    assert files_under(isolated_store[0]) == [] and files_under(isolated_store[1]) == []
+    with pytest.raises(api.ConfigError, match="/nowhere is not a folder"):
+        recipe.load_data(replace(recipe.PRESETS["paper"], data_dir="/nowhere"))
+
+
+def test_the_mnist1d_substitute_is_an_explicit_recorded_choice():
+    _, cfg = api.resolve("cohen2021-progressive-sharpening", "paper", ["dataset=mnist1d"])
+    recipe.check_inputs(cfg)  # no data_dir needed
+    name, x, _ = recipe.load_data(cfg)
+    assert name == "MNIST-1D first 4000" and x.shape == (4000, 40)  # all it has of 5000
+    assert api.config_mod.to_dict(cfg)["dataset"] == "mnist1d"  # what the JSON records
