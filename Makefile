@@ -1,11 +1,11 @@
-# make figures | make test | make test-fast | make bench | make notebooks
+# make figures | make paper | make test | make test-fast | make bench | make notebooks
 # The environment is a venv in .venv built from pyproject.toml (torch pinned to 2.13.0).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: env figures test test-fast lint bench notebooks clean-cache
+.PHONY: env figures paper test test-fast lint bench notebooks clean-cache
 
 env: $(STAMP)
 
@@ -16,6 +16,13 @@ $(STAMP): pyproject.toml
 
 figures: $(STAMP)
 	$(PY) -m experiments run all --scale quick
+
+# The paper presets, cheapest estimated first, within BUDGET seconds (resumable: current
+# references are skipped, an interrupted run resumes from its checkpoints).
+BUDGET ?= 3600
+DEVICE ?=
+paper: $(STAMP)
+	$(PY) -m experiments paper --budget $(BUDGET) $(if $(DEVICE),--device $(DEVICE))
 
 test: $(STAMP)
 	$(PY) -m ruff check .

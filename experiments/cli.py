@@ -1,4 +1,4 @@
-"""``python -m experiments list | params | run | check | bench | sweep | seeds``.
+"""``python -m experiments list | params | run | plan | paper | check | bench | sweep | seeds``.
 
 Exit codes: 0 every claim passes, 1 a claim fails, 2 bad input (one line on
 stderr naming the problem; nothing written).
@@ -128,6 +128,9 @@ def cmd_run(args) -> int:
     for recipe_id in ids:
         module, cfg = api.resolve(recipe_id, args.scale, args.set, args.seed)
         api.preflight(recipe_id, module, cfg)
+        check_inputs = getattr(module, "check_inputs", None)  # data this machine must have
+        if check_inputs is not None:
+            check_inputs(cfg)
         if api.is_preset(module, cfg, args.scale):
             store.require_writable(store.reference_dir(args.scale), "EXPERIMENTS_FIGURES")
     rows, crashed = [], []
@@ -160,6 +163,18 @@ def cmd_run(args) -> int:
 
 def _config_from(module, data: dict):
     return module.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def cmd_plan(args) -> int:
+    from experiments import plan
+
+    return plan.main(args)
+
+
+def cmd_paper(args) -> int:
+    from experiments import paper
+
+    return paper.main(args)
 
 
 def cmd_check(args) -> int:
@@ -257,6 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("--no-cache", action="store_true", help="recompute even if cached")
 
+    from experiments import paper as paper_mod
+    from experiments import plan as plan_mod
+
+    planning = sub.add_parser("plan", help="time a few real steps of each phase of a preset "
+                                           "and estimate the whole run's time, memory, size")
+    plan_mod.add_arguments(planning)
+
+    paper = sub.add_parser("paper", help="run the paper presets, cheapest first, within a "
+                                         "time budget (resumable)")
+    paper_mod.add_arguments(paper)
+
     sub.add_parser("check", help="re-evaluate the references' claims from the store and "
                                  "verify every cache entry")
 
@@ -278,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"list": cmd_list, "params": cmd_params, "run": cmd_run, "check": cmd_check,
-            "bench": cmd_bench, "sweep": cmd_sweep, "seeds": cmd_seeds}
+            "bench": cmd_bench, "sweep": cmd_sweep, "seeds": cmd_seeds, "plan": cmd_plan,
+            "paper": cmd_paper}
 
 
 def main(argv: list[str] | None = None) -> int:

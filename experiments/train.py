@@ -30,6 +30,10 @@ DTYPES = {"float16": torch.float16, "float32": torch.float32, "float64": torch.f
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+# Set only while ``python -m experiments plan`` runs (see experiments/plan.py): given fit's
+# arguments it returns None (train as asked) or the few timed steps to run instead.
+plan_hook: Callable[[dict[str, Any]], Any] | None = None
+
 
 # ---------------------------------------------------------------- schedules and probes
 
@@ -348,6 +352,9 @@ def fit(
     """
     if steps < 0:
         raise ValueError("steps must be >= 0")
+    planned = plan_hook(locals()) if plan_hook is not None else None
+    if planned is not None:
+        steps, probes, optimizer, checkpoint = planned.arguments()
     torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
     if torch_dtype is not None or device is not None:
         model.to(device=device, dtype=torch_dtype)
@@ -450,4 +457,5 @@ def fit(
         bar.close()
     if path is not None:
         save(step, outcome)
-    return History(recorder.arrays(), outcome, step)
+    history = History(recorder.arrays(), outcome, step)
+    return history if planned is None else planned.finish(history)

@@ -1,0 +1,98 @@
+"""``python -m experiments plan``: the fit hook, the call counts behind an estimate, a
+quick preset's estimate against its measured time, every paper preset planned on CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import ROOT, files_under, run_cli
+from test_datasets import write_cifar_folder
+
+from experiments import losses, plan, recipes, train
+
+
+def test_the_fit_hook_is_off_outside_a_plan():
+    assert train.plan_hook is None
+
+
+def _tiny_fit(**kw):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    probe = train.Probe("w", lambda s: float(s.model.weight.norm()), train.every(3))
+    return train.fit(model, losses.half_sum_mse, x, y,
+                     lambda p: torch.optim.SGD(p, lr=0.01), probes=[probe],
+                     progress=False, **kw)
+
+
+@pytest.mark.parametrize("steps,eval_every", [(20, 1), (20, 2), (17, 5), (1, 1)])
+def test_call_counts_are_those_of_a_real_fit(steps, eval_every):
+    # the estimate counts the whole run's records and probe calls from the schedules;
+    # here they are counted from an actual fit's history instead
+    history = _tiny_fit(steps=steps, eval_every=eval_every)
+    assert plan._counts(steps, eval_every, None) == len(history["step"])
+    assert plan._counts(steps, eval_every, train.every(3)) == len(history["w.step"])
+    log = train.log_spaced(6)
+    expected = sum(1 for s in range(steps + 1)
+                   if (s % eval_every == 0 or s == steps) and log.due(s, steps))
+    assert plan._counts(steps, eval_every, log) == expected
+
+
+def test_a_planned_fit_runs_a_few_steps_and_estimates_the_rest():
+    session = plan._Session()
+    token = plan._SESSION.set(session)
+    train.plan_hook = plan._hook
+    try:
+        history = _tiny_fit(steps=1000, eval_every=10, batch_size=4)
+    finally:
+        train.plan_hook = None
+        plan._SESSION.reset(token)
+    (phase,) = session.phases
+    assert history.steps == plan.K_STEPS + 1 and phase.steps == 1000
+    assert phase.step_seconds > 0 and phase.estimate_seconds > 1000 * phase.step_seconds
+    assert phase.eval_seconds > 0  # minibatch: the full-set evaluations are counted
+
+
+def test_a_quick_preset_estimate_is_within_a_factor_two_of_its_measured_time():
+    # the committed quick reference's provenance: seconds measured on 2 cores
+    recipe_id = "xu2024-xor-grokking"
+    measured = json.loads((ROOT / "figures" / f"{recipe_id}.json").read_text())
+    seconds = measured["provenance"]["seconds"]
+    p = plan.plan(recipe_id, "quick", "cpu")
+    assert p.ok, p.status
+    assert seconds / 2 <= p.seconds <= seconds * 2, (p.seconds, seconds)
+    assert p.plan_seconds < seconds  # and it is cheaper than the run
+
+
+def test_a_plan_writes_nothing_to_the_store(isolated_store):
+    p = plan.plan("xu2024-xor-grokking", "quick", "cpu")
+    assert p.ok
+    assert files_under(isolated_store[0]) == [] and files_under(isolated_store[1]) == []
+
+
+def test_a_paper_preset_without_its_data_refuses_in_one_line(isolated_store):
+    out = run_cli("plan", "cohen2021-progressive-sharpening", "--scale", "paper",
+                  "--device", "cpu", env_dirs=isolated_store, timeout=300)
+    assert out.returncode == 2, out.stdout + out.stderr
+    line, = out.stderr.strip().splitlines()
+    assert "data_dir" in line and "cifar-10-batches-py" in line
+    assert out.stdout == ""
+
+
+PAPER_IDS = [rid for rid in recipes.recipe_ids() if "paper" in recipes.load(rid).PRESETS]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe_id", PAPER_IDS)
+def test_every_paper_preset_starts_on_cpu(recipe_id, tmp_path):
+    # builds the preset's data and models and runs the first steps of every phase: a
+    # preset that fails to build, has a shape error or does not fit in memory fails here
+    overrides = None
+    if recipe_id == "cohen2021-progressive-sharpening":  # the real CIFAR path, tiny file
+        write_cifar_folder(tmp_path / "cifar-10-batches-py", per_batch=40)
+        overrides = {"data_dir": str(tmp_path)}
+    p = plan.plan(recipe_id, "paper", "cpu", overrides, time_limit=240)
+    assert p.ok, p.status
+    assert p.phases and p.seconds > 0 and p.peak_mb < 16 * 1024
