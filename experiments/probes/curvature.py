@@ -40,7 +40,8 @@ KINDS = ("hessian", "gauss_newton")
 #   at 2.6-2.75x a gradient's peak memory (the graph alone 1.2x, a product on top 1.4x).
 # - "rev_rev": reverse-over-reverse from scratch per product (vjp of grad): 2.9-3.9
 #   gradients and 2.8x a gradient's peak memory on the same workload.
-# - "fwd_rev": forward-over-reverse (jvp of grad), slower again on CPU.
+# - "fwd_rev": forward-over-reverse (jvp of grad); slower than rev_rev here when last
+#   measured (issue 3: 3.1 gradients against 2.5, 2 threads).
 # `python -m experiments bench` measures them.
 HVP_MODES = ("retained", "rev_rev", "fwd_rev")
 # Lanczos: an off-diagonal this small relative to the largest entry seen means an invariant
