@@ -39,6 +39,7 @@ and some recipes index them); the phases timed before it stand.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import math
@@ -111,6 +112,12 @@ REDUCED: dict[str, Reduced] = {
     "cohen2025-central-flow": Reduced(("steps",), (0.01, 0.02)),
     # the scalar nets' GD steps and the gradient-flow solves' time limit
     "kreisler2023-gfs-sharpness": Reduced(("scalar_steps", "flow_max_time"), (0.01, 0.02)),
+    # the empirical NTKs at width 10000, once per initialisation
+    "jacot2018-ntk-convergence": Reduced(small={"inits": 2}, large={"inits": 4},
+                                         work=lambda cfg: cfg.inits),
+    "jacot2018-principal-components": Reduced(small={"inits": (1, 1, 1)},
+                                              large={"inits": (1, 1, 2)},
+                                              work=lambda cfg: cfg.inits[-1]),
     # the Monte-Carlo trajectories of the second moment
     "wu2023-stability-threshold": Reduced(("mc_trajectories",), (0.01, 0.02)),
 }
@@ -159,6 +166,17 @@ def _counts(steps: int, eval_every: int, schedule: train.Schedule | None) -> int
     return int((record & due).sum())
 
 
+@dataclass(frozen=True)
+class _AsInRun:
+    """A probe schedule read against the whole run's step count."""
+
+    schedule: Any
+    total: int
+
+    def due(self, step: int, total: int) -> bool:
+        return self.schedule.due(step, self.total)
+
+
 class _Fit:
     """The hook's answer for one fit call: its shortened arguments, then its estimate."""
 
@@ -187,7 +205,9 @@ class _Fit:
         return opt
 
     def arguments(self):
-        probes = [dataclasses.replace(p, fn=self._timed(f"probe:{p.name}", p.fn))
+        # each probe runs when it would in the whole run (not at the short run's last step)
+        probes = [dataclasses.replace(p, fn=self._timed(f"probe:{p.name}", p.fn),
+                                      schedule=_AsInRun(p.schedule, self.steps))
                   for p in self.args["probes"]]
         optimizer = self.args["optimizer"]
         if isinstance(optimizer, torch.optim.Optimizer):
@@ -314,6 +334,21 @@ def _timed_evaluate(original):
     return evaluate
 
 
+@contextlib.contextmanager
+def planning():
+    """Within this block every ``train.fit`` call runs a few timed steps; yields the
+    session that collects their phases."""
+    session = _Session()
+    old_hook, old_eval = train.plan_hook, train.evaluate
+    token = _SESSION.set(session)
+    train.plan_hook, train.evaluate = _hook, _timed_evaluate(old_eval)
+    try:
+        yield session
+    finally:
+        train.plan_hook, train.evaluate = old_hook, old_eval
+        _SESSION.reset(token)
+
+
 class _PlanTimeout(Exception):
     pass
 
@@ -379,20 +414,17 @@ def threads_for(module) -> int:
 
 
 def _measure(module, cfg, device: str, time_limit: float) -> _Measured:
-    session = _Session()
     threads, before = threads_for(module), torch.get_num_threads()
-    old_hook, old_eval = train.plan_hook, train.evaluate
     old_cache = os.environ.get("EXPERIMENTS_CACHE")
-    token = _SESSION.set(session)
     alarm = threading.current_thread() is threading.main_thread() and time_limit > 0
 
     def expire(*_):
         raise _PlanTimeout()
 
     result, error, timed_out = None, None, False
-    with tempfile.TemporaryDirectory(prefix="experiments-plan-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="experiments-plan-") as scratch, \
+            planning() as session:
         os.environ["EXPERIMENTS_CACHE"] = scratch  # a plan writes nothing to the store
-        train.plan_hook, train.evaluate = _hook, _timed_evaluate(old_eval)
         if device == "cpu":
             torch.set_num_threads(threads)
         previous = signal.signal(signal.SIGALRM, expire) if alarm else None
@@ -411,13 +443,11 @@ def _measure(module, cfg, device: str, time_limit: float) -> _Measured:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, previous)
             wall = time.perf_counter() - started
-            train.plan_hook, train.evaluate = old_hook, old_eval
             torch.set_num_threads(before)
             if old_cache is None:
                 os.environ.pop("EXPERIMENTS_CACHE", None)
             else:
                 os.environ["EXPERIMENTS_CACHE"] = old_cache
-            _SESSION.reset(token)
     peak = _peak_mb(device)
     outside = max(wall - session.inside_fit_seconds(), 0.0)
     size = None

@@ -41,14 +41,9 @@ def test_call_counts_are_those_of_a_real_fit(steps, eval_every):
 
 
 def test_a_planned_fit_runs_a_few_steps_and_estimates_the_rest():
-    session = plan._Session()
-    token = plan._SESSION.set(session)
-    train.plan_hook = plan._hook
-    try:
+    with plan.planning() as session:
         history = _tiny_fit(steps=1000, eval_every=10, batch_size=4)
-    finally:
-        train.plan_hook = None
-        plan._SESSION.reset(token)
+    assert train.plan_hook is None
     (phase,) = session.phases
     assert history.steps == plan.K_STEPS + 1 and phase.steps == 1000
     assert phase.step_seconds > 0 and phase.estimate_seconds > 1000 * phase.step_seconds
