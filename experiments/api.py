@@ -22,7 +22,7 @@ import torch
 
 from experiments import config as config_mod
 from experiments import recipes, store
-from experiments.claims import Claim
+from experiments.claims import Claim, ClaimList
 from experiments.config import ConfigError
 
 SCALES = ("quick", "paper")
@@ -47,7 +47,9 @@ class RunOutcome:
 
     def figure(self):
         """The recipe's figure, re-drawn from the result (for notebooks)."""
-        return recipes.load(self.recipe_id).plot(self.result, self.config)
+        from experiments import plotting
+
+        return plotting.styled(recipes.load(self.recipe_id).plot)(self.result, self.config)
 
 
 def pick_device(device: str | None) -> str:
@@ -88,15 +90,21 @@ def torch_threads(module: ModuleType) -> int:
     return int(getattr(module, "THREADS", 1))
 
 
-def resolve(recipe_id: str, scale: str = "quick", overrides: list[str] | dict | None = None,
+def resolve(recipe_id: str, scale: str = "quick", overrides: list[str] | dict | Any = None,
             seed: int | None = None) -> tuple[ModuleType, Any]:
     """The recipe module and its validated config; raises ConfigError on bad input.
 
     ``overrides`` are ``key=value`` strings (the CLI's ``--set``) or a dict of typed values
-    (Python); both go through :func:`experiments.config.apply_overrides`, so a float for an
+    (Python), or a whole ``Config`` of the recipe (``dataclasses.replace(preset, ...)``); all
+    go through :func:`experiments.config.apply_overrides`, so a float for an
     int field, ``None`` for a required one or a seed out of range is refused the same way.
     """
     module = recipes.load(recipe_id)
+    if dataclasses.is_dataclass(overrides) and not isinstance(overrides, type):
+        if not isinstance(overrides, module.Config):
+            raise ConfigError(f"{recipe_id}: got a {type(overrides).__module__}."
+                              f"{type(overrides).__qualname__}; pass {recipe_id}'s Config")
+        overrides = config_mod.to_dict(overrides)
     if scale not in SCALES:
         raise ConfigError(f"--scale: got {scale!r}; allowed: {', '.join(SCALES)}")
     if scale not in module.PRESETS:
@@ -123,8 +131,8 @@ def is_preset(module: ModuleType, cfg: Any, scale: str) -> bool:
     return preset is not None and config_mod.to_dict(preset) == config_mod.to_dict(cfg)
 
 
-def evaluate_claims(module: ModuleType, result: dict[str, Any], cfg: Any) -> list[Claim]:
-    return list(module.claims(result, cfg))
+def evaluate_claims(module: ModuleType, result: dict[str, Any], cfg: Any) -> ClaimList:
+    return ClaimList(module.claims(result, cfg))
 
 
 def _provenance(device: str, cfg: Any, seconds: float, cpu_seconds: float,
@@ -264,7 +272,7 @@ def write_outputs(recipe_id: str, module: ModuleType, cfg: Any, result: dict[str
     from experiments import plotting
 
     png, js = output_paths(recipe_id, meta["scale"], reference, meta)
-    fig = module.plot(result, cfg)
+    fig = plotting.styled(module.plot)(result, cfg)
     plotting.save(fig, png)
     plt.close(fig)
     store.atomic_write_json(js, {
@@ -282,7 +290,7 @@ def write_outputs(recipe_id: str, module: ModuleType, cfg: Any, result: dict[str
     return png, js
 
 
-def run(recipe_id: str, scale: str = "quick", overrides: list[str] | dict | None = None,
+def run(recipe_id: str, scale: str = "quick", overrides: list[str] | dict | Any = None,
         seed: int | None = None, device: str | None = None, write: bool = False,
         use_cache: bool = True, figure: bool = True) -> RunOutcome:
     """Validate, compute (or reuse), check claims, and write the figure and its JSON.
@@ -291,7 +299,8 @@ def run(recipe_id: str, scale: str = "quick", overrides: list[str] | dict | None
     defined writes the reference ``figures/<id>.{png,json}`` (``figures/paper/`` for the
     paper preset); every other run -- overrides, another seed, or ``write=False`` (the
     default from Python) -- writes them beside its cached arrays in the store, never over
-    a reference. ``figure=False`` writes neither (sweep points).
+    a reference. ``figure=False`` writes neither (sweep points). ``overrides``: ``--set``
+    strings, a dict, or a whole ``Config`` of the recipe.
     """
     module, cfg = resolve(recipe_id, scale, overrides, seed)
     device = pick_device(device)
@@ -306,6 +315,19 @@ def run(recipe_id: str, scale: str = "quick", overrides: list[str] | dict | None
         png, js = write_outputs(recipe_id, module, cfg, result, claims, meta, reference)
     return RunOutcome(recipe_id, scale, cfg, result, claims, meta, png, js, from_cache,
                       reference)
+
+
+def catalogue() -> list[dict[str, Any]]:
+    """Every recipe: id, paper, description, scales, and its quick reference's verdict
+    (``passed``: True/False, None where no reference is committed). ``experiments.list()``."""
+    out = []
+    for recipe_id in recipes.recipe_ids():
+        module = recipes.load(recipe_id)
+        ref = reference(recipe_id, "quick")
+        out.append({"id": recipe_id, "paper": module.PAPER, "description": module.DESCRIPTION,
+                    "scales": sorted(module.PRESETS),
+                    "passed": None if ref is None else bool(ref.get("passed"))})
+    return out
 
 
 def reference(recipe_id: str, scale: str = "quick") -> dict[str, Any] | None:

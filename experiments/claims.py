@@ -21,6 +21,36 @@ class Claim:
         return asdict(self)
 
 
+class ClaimList(list):
+    """A run's claims: a list of :class:`Claim` that shows as a table (text and Jupyter)."""
+
+    COLUMNS = ("name", "expected", "measured", "passed", "source")
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self)
+
+    def __repr__(self) -> str:
+        lines = [f"{'PASS' if c.passed else 'FAIL'}  {c.name}\n      expected: {c.expected}"
+                 f"\n      measured: {c.measured}  ({c.source})" for c in self]
+        head = f"{sum(c.passed for c in self)} of {len(self)} claims pass"
+        return "\n".join([head, *lines])
+
+    def _repr_html_(self) -> str:
+        import html
+
+        cells = "".join(f"<th>{name}</th>" for name in self.COLUMNS)
+        rows = []
+        for c in self:
+            values = [c.name, c.expected, c.measured, "pass" if c.passed else "FAIL", c.source]
+            style = "" if c.passed else ' style="color:#b00;font-weight:bold"'
+            rows.append("<tr>" + "".join(
+                f"<td{style if i == 3 else ''}>{html.escape(str(v))}</td>"
+                for i, v in enumerate(values)) + "</tr>")
+        return (f"<p>{sum(c.passed for c in self)} of {len(self)} claims pass</p>"
+                f"<table><thead><tr>{cells}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
 def fmt(x: float, digits: int = 4) -> str:
     if x is None:
         return "n/a"

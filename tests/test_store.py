@@ -75,3 +75,21 @@ def test_code_hash_is_remembered_until_a_source_changes(monkeypatch):
     store._CODE_HASHES[recipe.resolve()] = (((path, mtime - 1, size),) + stamps[1:], "stale")
     assert store.code_hash(recipe) == first and len(calls) == 1
     assert os.path.exists(path)
+
+
+def test_a_recipe_figure_leaves_the_callers_rcparams_alone(isolated_store):
+    """The lab's style applies inside plotting.style(), not to the global rcParams."""
+    import matplotlib as mpl
+    import matplotlib.pyplot as plt
+
+    from experiments import api, plotting
+
+    before = dict(mpl.rcParams)
+    outcome = api.run("lewkowycz2020-catapult", overrides={"steps": 30}, figure=False)
+    fig = outcome.figure()
+    assert dict(mpl.rcParams) == before
+    # the figure itself got the style: no top spine, the style's title size
+    ax = fig.axes[0]
+    assert not ax.spines["top"].get_visible()
+    assert ax.title.get_fontsize() == plotting.STYLE["axes.titlesize"]
+    plt.close(fig)

@@ -301,9 +301,9 @@ def collect(plan: Plan, scalar: str | None = None, write: bool | str = True
         summary["stitched"] = [{k: v for k, v in g.items() if k not in ("stitched", "config")}
                                for g in groups]
         summary["passed"] = summary["passed"] and all(g["complete"] for g in groups)
-        fig = plot_tiles(plan, groups)
+        fig = plotting.styled(plot_tiles)(plan, groups)
     else:
-        fig = plot_summary(plan, summary)
+        fig = plotting.styled(plot_summary)(plan, summary)
     if write == REFERENCE:
         summary["tree_clean"] = tree_clean(summary["provenance"]["git_commit"])
     if write:
