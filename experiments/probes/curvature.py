@@ -36,9 +36,10 @@ KINDS = ("hessian", "gauss_newton")
 # - "retained" (default): the gradient is built once per operator with create_graph=True
 #   and kept; each product is one reverse pass through that graph, grad(⟨∇L, v⟩). On the
 #   bench workload (fc-tanh 40-w-w-10, 1,000 examples, float32, 1 thread, eager) a
-#   product took 1.6-2.0 gradients at w = 100-800, and the graph plus one product peaked
-#   at 2.6-2.75x a gradient's peak memory (the graph alone 1.2x, a product on top 1.4x).
-# - "rev_rev": reverse-over-reverse from scratch per product (vjp of grad): 2.9-3.9
+#   product took 1.4-2.1 gradients at w = 100-800 (medians, shared 2-core machine), and
+#   the graph plus one product peaked at 2.6-2.75x a gradient's peak memory (at w = 800
+#   the graph alone 1.2x, a product on top of it 1.4x).
+# - "rev_rev": reverse-over-reverse from scratch per product (vjp of grad): 2.9-4.1
 #   gradients and 2.8x a gradient's peak memory on the same workload.
 # - "fwd_rev": forward-over-reverse (jvp of grad); slower than rev_rev here when last
 #   measured (issue 3: 3.1 gradients against 2.5, 2 threads).
