@@ -71,7 +71,8 @@ class Config:
     accuracy_goal: float | None = param(None, lo=0.1, hi=1.0,
                                         help="stop a run at this train accuracy (paper: 0.99)")
     sharpness_every: int = param(21, lo=1, hi=10**5, help="steps between sharpness probes")
-    lanczos_ncv: int = param(8, lo=3, hi=100, help="Lanczos vectors per ARPACK restart")
+    lanczos_ncv: int = param(8, lo=3, hi=100, help="Lanczos vectors per ARPACK restart "
+                             "(only when the residual-stopped Lanczos falls back to ARPACK)")
     # 1e-3: ARPACK's tolerance bounds the residual, the eigenvalue error goes with its
     # square; on this workload no probed value moved by 1e-5 relative against 1e-5, with
     # ~40% fewer products (measured for cohen2022-adaptive-eos); quick: 88 s instead of ~120

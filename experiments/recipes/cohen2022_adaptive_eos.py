@@ -103,7 +103,8 @@ class Config:
     sharpness_every: int = param(25, lo=1, hi=10**5, help="steps between probes (odd)")
     raw_every: int = param(75, lo=1, hi=10**5,
                            help="steps between λ_max(H) probes of Adam and RMSprop")
-    lanczos_ncv: int = param(8, lo=3, hi=100)
+    lanczos_ncv: int = param(8, lo=3, hi=100, help="Lanczos vectors per ARPACK restart "
+                             "(only when the residual-stopped Lanczos falls back to ARPACK)")
     lanczos_tol: float = param(1e-3, lo=1e-12, hi=1e-2,
                                help="ARPACK relative residual tolerance (eigenvalue error "
                                     "≈ its square: 1e-3 moved no probed value by 1e-5)")
