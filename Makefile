@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 figures: $(STAMP)
-	$(PY) -m experiments run all --scale quick
+	$(PY) -m experiments run all --scale quick --jobs 2
 
 # The paper presets, cheapest estimated first, within BUDGET seconds (resumable: current
 # references are skipped, an interrupted run resumes from its checkpoints).

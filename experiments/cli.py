@@ -121,6 +121,8 @@ def cmd_params(args) -> int:
 
 def cmd_run(args) -> int:
     ids = recipes.recipe_ids() if args.id == "all" else [args.id]
+    if not 1 <= args.jobs <= 64:
+        raise ConfigError(f"--jobs: got {args.jobs}; need 1 to 64 processes")
     device = api.pick_device(args.device)
     store.check_environment()
     # Validate every requested run, and that its result and figure can be stored, before
@@ -134,31 +136,64 @@ def cmd_run(args) -> int:
         if api.is_preset(module, cfg, args.scale):
             store.require_writable(store.reference_dir(args.scale), "EXPERIMENTS_FIGURES")
     rows, crashed = [], []
-    for recipe_id in ids:
-        try:
-            outcome = api.run(recipe_id, args.scale, args.set, args.seed, device, write=True,
-                              use_cache=not args.no_cache)
-        except ConfigError:
-            raise
-        except Exception:  # one broken recipe must not hide the others' results
-            traceback.print_exc()
+    if args.jobs > 1 and len(ids) > 1:
+        done = _run_side_by_side(ids, args, device)
+    else:
+        done = (_run_one(recipe_id, args.scale, args.set, args.seed, device, not args.no_cache)
+                for recipe_id in ids)
+    by_id = {}
+    for recipe_id, report, claims in done:
+        print(report, file=sys.stdout if claims is not None else sys.stderr, flush=True)
+        if claims is None:
             crashed.append(recipe_id)
-            continue
-        source = "cached" if outcome.from_cache else (
-            f"{outcome.meta['provenance']['seconds']:.1f} s")
-        if outcome.figure_path is None:
-            print(f"{recipe_id}: {source}; figure not written (the store is read-only here)",
-                  flush=True)
-        else:
-            where = ("the reference " if outcome.reference else
-                     "(not the preset, so not the reference) ")
-            print(f"{recipe_id}: {source}; wrote {where}{outcome.figure_path} and "
-                  f"{outcome.json_path}", flush=True)
-        rows += [(recipe_id, claim) for claim in outcome.claims]
+        by_id[recipe_id] = claims or []
+    for recipe_id in ids:
+        rows += [(recipe_id, claim) for claim in by_id.get(recipe_id, [])]
     print(table(rows))
     if crashed:
         print(f"crashed (see the tracebacks above): {', '.join(crashed)}")
     return 0 if all(claim.passed for _, claim in rows) and not crashed else 1
+
+
+def _run_one(recipe_id: str, scale: str, overrides, seed, device: str, use_cache: bool):
+    """(id, the line to print, its claims or None if it crashed): one recipe of ``run``."""
+    try:
+        outcome = api.run(recipe_id, scale, overrides, seed, device, write=True,
+                          use_cache=use_cache)
+    except ConfigError:
+        raise
+    except Exception:  # one broken recipe must not hide the others' results
+        return recipe_id, f"{recipe_id}: crashed\n{traceback.format_exc()}", None
+    source = "cached" if outcome.from_cache else (
+        f"{outcome.meta['provenance']['seconds']:.1f} s")
+    if outcome.figure_path is None:
+        report = f"{recipe_id}: {source}; figure not written (the store is read-only here)"
+    else:
+        where = ("the reference " if outcome.reference else
+                 "(not the preset, so not the reference) ")
+        report = (f"{recipe_id}: {source}; wrote {where}{outcome.figure_path} and "
+                  f"{outcome.json_path}")
+    return recipe_id, report, list(outcome.claims)
+
+
+def _run_side_by_side(ids: list[str], args, device: str):
+    """``run all --jobs N``: N worker processes (spawned, so no torch state is inherited),
+    each running one recipe at a time at the thread policy's one thread; the recipes
+    that took longest in their committed references start first. Yields as they finish."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    def recorded_seconds(recipe_id: str) -> float:
+        ref = api.reference(recipe_id, args.scale) or {}
+        value = ref.get("provenance", {}).get("seconds")
+        return float(value) if isinstance(value, (int, float)) else 0.0
+
+    order = sorted(ids, key=recorded_seconds, reverse=True)
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_run_one, recipe_id, args.scale, args.set, args.seed, device,
+                               not args.no_cache) for recipe_id in order]
+        for future in as_completed(futures):
+            yield future.result()
 
 
 def _config_from(module, data: dict):
@@ -271,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("--no-cache", action="store_true", help="recompute even if cached")
+    run.add_argument("--jobs", type=int, default=1,
+                     help="with 'all': recipes run side by side in this many processes")
 
     from experiments import paper as paper_mod
     from experiments import plan as plan_mod

@@ -61,3 +61,10 @@ def test_a_failing_claim_exits_1_and_writes_its_record_beside_the_cache(tmp_path
     # check reads only the references (none here) and verifies the entry
     check = run_cli("check", env_dirs=dirs)
     assert check.returncode == 0 and "1 cache entries, 0 damaged" in check.stdout
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1", "65"])
+def test_run_all_refuses_a_bad_jobs_count(tmp_path, jobs):
+    proc = run_cli("run", "all", "--jobs", jobs, env_dirs=(tmp_path / "c", tmp_path / "f"))
+    assert proc.returncode == 2 and "--jobs" in proc.stderr
+    assert not (tmp_path / "c").exists() and not (tmp_path / "f").exists()
