@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: env figures paper test test-fast lint bench notebooks clean-cache
+.PHONY: env figures paper test test-fast test-paper-start lint bench notebooks clean-cache
 
 env: $(STAMP)
 
@@ -26,7 +26,12 @@ paper: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=25
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "not paper_start" --durations=25
+
+# Every paper preset planned on CPU (builds its data and models, times its first steps):
+# about 10-15 CPU-minutes on 2 cores, so not yet part of `make test`.
+test-paper-start: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m paper_start --durations=30
 
 # The edit loop: units, probes against dense references, the store and CLI contract;
 # no recipe claim runs and no paper page (those are in `make test`).

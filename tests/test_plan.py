@@ -86,6 +86,7 @@ TOO_SLOW_TO_PLAN = {"jacot2018-ntk-convergence", "jacot2018-principal-components
 
 
 @pytest.mark.slow
+@pytest.mark.paper_start
 @pytest.mark.parametrize("recipe_id", [
     pytest.param(rid, marks=pytest.mark.xfail(reason="plan runs past its limit on CPU"))
     if rid in TOO_SLOW_TO_PLAN else rid for rid in PAPER_IDS])
