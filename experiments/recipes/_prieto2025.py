@@ -112,8 +112,12 @@ def side_by_side(jobs: dict[str, Callable[[], dict]], device: str) -> dict[str, 
     torch releases the GIL in its kernels, and each run's products at one torch thread
     (the lab's policy for this work, see ``experiments.api``) are bit-identical whatever
     runs beside them, so the results do not depend on the number of workers. Measured on
-    2 cores, three 113-class runs side by side at one thread took ≈ 0.75× the time of the
-    same runs one after the other at two threads. Models must be built before (their
+    2 idle cores (three 113-class runs, 70% split, 150 epochs): 108–110 ms per epoch of all
+    three side by side at one thread, 111–115 ms one after the other at two threads,
+    193 ms one after the other at one thread. Side by side is no faster idle, but each
+    run keeps one thread, which does not collapse when another job shares the cores (a
+    grokking step at two threads on a loaded box: 244 ms against 29 ms at one, ``bench``).
+    Models must be built before (their
     seeded construction touches torch's global RNG); each job runs in a copy of the
     caller's context, so its checkpoints go where the caller's would. On CUDA they run one
     after the other.
