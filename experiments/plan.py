@@ -408,13 +408,8 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"[:160]
 
 
-def threads_for(module) -> int:
-    policy = getattr(api, "torch_threads", None)
-    return policy(module) if policy else int(getattr(module, "THREADS", 1))
-
-
 def _measure(module, cfg, device: str, time_limit: float) -> _Measured:
-    threads, before = threads_for(module), torch.get_num_threads()
+    threads, before = api.torch_threads(module), torch.get_num_threads()
     old_cache = os.environ.get("EXPERIMENTS_CACHE")
     alarm = threading.current_thread() is threading.main_thread() and time_limit > 0
 
@@ -500,7 +495,7 @@ def plan(recipe_id: str, scale: str = "paper", device: str | None = None,
     """
     module, cfg = api.resolve(recipe_id, scale, overrides, seed)
     device = api.pick_device(device)
-    threads = threads_for(module) if device == "cpu" else torch.get_num_threads()
+    threads = api.torch_threads(module) if device == "cpu" else torch.get_num_threads()
     out = Plan(recipe_id, scale, device, threads, "ok")
     check = getattr(module, "check_inputs", None)
     if check is not None:
