@@ -40,7 +40,7 @@ def test_quick_run_records_every_claim(quick_run):
     assert len(record["claims"]) == 4
     for claim in record["claims"]:
         assert claim["passed"], claim
-    assert "issue's wording" in record["claims"][1]["measured"]
+    assert "reported, not claimed" in record["claims"][1]["measured"]
     assert proc.returncode == 0
     assert record["config"]["depths"] == [2, 3, 4, 5]
 

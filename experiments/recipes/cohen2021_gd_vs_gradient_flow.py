@@ -40,7 +40,7 @@ PAPER = ("Cohen, Kaur, Li, Kolter, Talwalkar 2021, Gradient Descent on Neural Ne
 DESCRIPTION = ("GD and gradient flow (RK4) from one init: together until GD's sharpness "
                "reaches 2/η, apart afterwards")
 
-SOURCE = "Cohen 2021 §3 / official code README (GD vs flow); tolerance from issue 4"
+SOURCE = "Cohen 2021 §3 / official code README (GD vs flow); tolerance fixed before the first run"
 DISTANCE_SHARE = 0.05  # distance at the first crossing < 5% of the distance at the end
 
 

@@ -73,7 +73,7 @@ PAPER = ("Cohen, Ghorbani, Krishnan, Agarwal, Medapati, Badura, Suo, Cardoze, Na
 DESCRIPTION = ("full-batch Adam, RMSprop and momentum GD: the preconditioned sharpness "
                "equilibrates at (2+2β1)/((1−β1)η) while the raw sharpness keeps rising")
 
-SOURCE = "Cohen 2022 §3 (AEoS); tolerances as issue 4 recipe 1"
+SOURCE = "Cohen 2022 §3 (AEoS); the tolerances of cohen2021-progressive-sharpening"
 MEAN_RATIO = (0.97, 1.10)
 BAND, BAND_SHARE = 0.10, 0.90
 RISE_SPEARMAN = 0.9

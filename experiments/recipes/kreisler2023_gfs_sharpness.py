@@ -53,7 +53,7 @@ DESCRIPTION = ("GFS sharpness (sharpness of the gradient-flow solution from the 
                "gradient flow on the MLP")
 
 SOURCE_A = "Kreisler 2023 §3 (scalar networks); tolerance: float64 rounding (see module)"
-SOURCE_EOS = "Kreisler 2023 §3 (GD converges to the EoS); 1% band from issue 4"
+SOURCE_EOS = "Kreisler 2023 §3 (GD converges to the EoS); 1% band fixed before the first run"
 SOURCE_B = "Kreisler 2023 §5 (beyond scalar networks); tolerance: Lanczos + flow truncation"
 
 TARGET = 1.0  # y: the scalar network fits ∏w = 1
@@ -65,7 +65,7 @@ FAMILIES = ("small", "near", "outside")
 # relative; 1e-12 leaves a 100× margin and is still ten orders of magnitude below the
 # increments seen outside the theorem's regime (1e-3 and up).
 MONOTONE_REL_TOL = 1e-12
-EOS_BAND = 0.01  # |S_final·η/2 − 1| ≤ 1% (issue 4)
+EOS_BAND = 0.01  # |S_final·η/2 − 1| ≤ 1%, fixed before the first run
 CONVERGED_LOSS = 1e-16  # |∏w − y| ≤ 1.4e-8: the final sharpness is that of the limit
 DIVERGED_WEIGHT = 1e6  # a weight beyond this: the run diverged (recorded, then frozen)
 MIN_EOS_RUNS = 10  # claim 2 needs at least this many runs converging from above 2/η
@@ -431,7 +431,7 @@ def claims(result: dict, cfg: Config) -> list[Claim]:
     n_eos, n_from_above = int(eos.sum()), int(views["from_above"].sum())
     settled = eos & (dwell >= EDGE_DWELL)
     brief = eos & (dwell < BRIEF_DWELL)
-    context = (f"; all {n_eos} runs converging from above (the issue's wording, not claimed): "
+    context = (f"; all {n_eos} runs converging from above (reported, not claimed): "
                f"{int(np.sum(within & eos))} within, S·η/2 in "
                f"[{fmt(float(np.min(ratio[eos])), 4)}, {fmt(float(np.max(ratio[eos])), 4)}]; "
                f"excursions of < {BRIEF_DWELL} steps above 2/η: {int(np.sum(within & brief))} "

@@ -29,8 +29,8 @@ DESCRIPTION = ("⊥AdamW reaches 100% test on addition mod 113 in ~120 epochs wi
                "memorisation phase; AdamW reaches 100% train while test stays near 0")
 SOURCE_1A = "Prieto et al. 2025 Fig. 1a (⊥AdamW lr 0.01, 300 epochs)"
 SOURCE_6B = "Prieto et al. 2025 Fig. 6b (MLP, addition, 500 epochs)"
-TEST_GOAL = 0.99      # the issue: ⊥AdamW reaches ≥ 99% test within ~300 epochs
-ADAMW_TEST_MAX = 0.05  # the issue: AdamW's test stays ≤ 5%
+TEST_GOAL = 0.99      # Fig. 1a: ⊥AdamW reaches ≥ 99% test within ~300 epochs
+ADAMW_TEST_MAX = 0.05  # Fig. 1a: AdamW's test stays near chance; ≤ 5% fixed before the first run
 
 
 @dataclass(frozen=True)
