@@ -56,9 +56,11 @@ class Config:
 
 
 PRESETS = {
-    # quick: the 70% split only and lr 1e-3 (2× the paper's) for 2,800 epochs, long enough
-    # for float16 and float32 to collapse; see the page for its time
-    "quick": Config(splits=(0.7,), lr=1e-3, epochs=2800, probe_every=40),
+    # quick: the 70% split only, width 100 (the paper's is 200) and lr 1.5e-3 (3× the
+    # paper's) for 2,800 epochs, long enough for float16 and float32 to collapse; about
+    # 2.3× less compute than width 200 at lr 1e-3 (the page gives both runs and the other
+    # settings tried)
+    "quick": Config(splits=(0.7,), width=100, lr=1.5e-3, epochs=2800, probe_every=40),
     "paper": Config(splits=(0.4, 0.6, 0.7)),
 }
 
