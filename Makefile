@@ -1,11 +1,11 @@
-# make figures | make paper | make test | make test-fast | make bench | make notebooks
+# make figures | make paper | make test | make test-fast | make bench | make notebooks | make book
 # The environment is a venv in .venv built from pyproject.toml (torch pinned to 2.13.0).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: env figures paper test test-fast test-paper-start lint bench notebooks clean-cache
+.PHONY: env figures paper test test-fast test-paper-start lint bench notebooks book clean-cache
 
 env: $(STAMP)
 
@@ -49,6 +49,13 @@ bench: $(STAMP)
 # Execute every paper page (jupytext Markdown) at quick scale into .cache/notebooks/
 notebooks: $(STAMP)
 	$(PY) -m pytest -q tests/test_papers.py
+
+# The pages as a static site in build/book/ (open build/book/index.html). BOOK_EXECUTE=on
+# runs every page at quick scale, reading the results store (after `make figures` only the
+# pages' own cells run); cache reruns only edited pages; off shows the committed figures.
+BOOK_EXECUTE ?= on
+book: $(STAMP)
+	$(PY) book/build.py --execute $(BOOK_EXECUTE)
 
 clean-cache:
 	rm -rf .cache/experiments
