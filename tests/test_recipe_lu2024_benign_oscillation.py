@@ -57,3 +57,27 @@ def test_weak_share_stops_where_the_strong_fit_turns_stable(outcome):
     assert share.max() < 1 / 6 * 1.05
     # the small lr never moves the weak feature: no weak-only train points, y f → 1
     assert r["small.weak_share"].max() < 1e-3
+
+
+def test_a_diverging_large_lr_is_a_failed_claim_not_a_crash(tmp_path, monkeypatch):
+    """k = 1.7 is above the window (no attracting 2-cycle past k ≈ 1.598): SGD on the CNN
+    blows up within the first few dozen steps (measured: by step 14 at the quick size).
+    The run records the divergence, draws its figure, and every claim that needs the
+    horizon fails instead of raising."""
+    import experiments
+
+    monkeypatch.setenv("EXPERIMENTS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("EXPERIMENTS_FIGURES", str(tmp_path / "figures"))
+    outcome = experiments.run(RECIPE, overrides=dict(
+        k_large=1.7, steps=200, after_steps=0, probe_every=10, trace_steps=10, seeds=1,
+        n_test=50), figure=True)
+    r = outcome.result
+    assert bool(r["large.diverged"]) and not bool(r["small.diverged"])
+    assert r["large.step"][-1] < 200 and r["small.step"][-1] == 200
+    claims = {c.name: c for c in outcome.claims}
+    assert len(claims) == 4
+    accuracy = next(c for n, c in claims.items() if n.startswith("weak-only"))
+    assert not accuracy.passed and "large lr diverged" in accuracy.measured
+    assert not next(c for n, c in claims.items() if n.startswith("⟨w, v⟩")).passed
+    assert not next(c for n, c in claims.items() if n.startswith("large lr: |y·f")).passed
+    assert list((tmp_path / "figures").glob("*")) == []

@@ -190,10 +190,12 @@ def train_one(cfg: Config, which: str, device: str) -> dict:
         stretches.append((cfg.after_steps, cfg.probe_every))
     out: dict[str, list] = {}
     offset = 0
+    diverged = False
     for index, (length, spacing) in enumerate(stretches):
         # the example order of stretch ``index``; seed 0 keeps the orders 0, 1, 2, ...
         history = sgd(length, spacing, [Probe("m", probe, every(spacing))], str(index),
                       1000 * cfg.seed + index)
+        diverged = diverged or history.diverged  # it stops probing there: a result
         skip = 0 if index == 0 else 1   # step 0 of a stretch = the last step of the previous
         for key, value in history.arrays.items():
             if key.startswith("m."):
@@ -207,6 +209,7 @@ def train_one(cfg: Config, which: str, device: str) -> dict:
     out["trace_step"] = out["step"][traced]
     out["trace_yf_pos"] = out["yf_pos"][traced]
     out["lr"] = lr
+    out["diverged"] = diverged
     return out
 
 
@@ -307,8 +310,9 @@ def plot(result: dict, cfg: Config):
         ax.plot(result["large.step"], toy, color="k", lw=1.2, ls="--",
                 label="toy (1−s)δ(k(1−s)), s = largest weak share")
     ax.axhline(cfg.delta, color="gray", ls="-", lw=1.5, alpha=0.6, label=f"δ = {cfg.delta:g}")
-    ax.axvspan(result["large.trace_step"][0], result["large.trace_step"][-1], color="gray",
-               alpha=0.2, lw=0, label="panel 1")
+    if result["large.trace_step"].size:  # empty when the run diverged before the trace
+        ax.axvspan(result["large.trace_step"][0], result["large.trace_step"][-1],
+                   color="gray", alpha=0.2, lw=0, label="panel 1")
     horizon(ax)
     ax.set(yscale="log", ylim=(1e-4, 2), xlabel="SGD step",
            ylabel="|y·f − 1| on strong train examples",
@@ -354,9 +358,17 @@ def plot(result: dict, cfg: Config):
 
 
 def _at(result: dict, which: str, key: str, step: int) -> np.ndarray:
-    """The probe value at ``step`` (the horizon, or the last step)."""
-    index = int(np.flatnonzero(result[f"{which}.step"] == step)[-1])
-    return result[f"{which}.{key}"][index]
+    """The probe value at ``step`` (the horizon, or the last step); NaN when the run
+    diverged before ``step`` (a diverged fit stops probing), so that its claims fail."""
+    values = result[f"{which}.{key}"]
+    hits = np.flatnonzero(result[f"{which}.step"] == step)
+    return values[int(hits[-1])] if hits.size else np.full(values.shape[1:], np.nan)
+
+
+def _extreme(values: np.ndarray, reduce) -> float:
+    """``reduce`` (np.min or np.max) of ``values``; NaN when there are none (a run that
+    diverged before the window)."""
+    return float(reduce(values)) if values.size else float("nan")
 
 
 def claims(result: dict, cfg: Config) -> list[Claim]:
@@ -375,6 +387,10 @@ def claims(result: dict, cfg: Config) -> list[Claim]:
         f"{', '.join(fmt(float(a), 3) for a in small)}; large lr, worst class "
         f"{fmt(float(per_class.min()), 3)}); paper-format overall "
         f"{fmt(100 * overall['large'], 4)}% vs {fmt(100 * overall['small'], 4)}%")
+    for which in LRS:
+        if result.get(f"{which}.diverged"):
+            accuracy_text = (f"{which} lr diverged (last probe at step "
+                             f"{int(result[f'{which}.step'][-1])}); " + accuracy_text)
     if after:
         accuracy_text += after + "large " + fmt(
             float(_at(result, "large", "weak_acc", end).mean()), 3) + ")"
@@ -382,20 +398,21 @@ def claims(result: dict, cfg: Config) -> list[Claim]:
     # Assumption 4 over training: from the burn-in to the horizon
     steps = result["large.step"]
     checked = (steps >= cfg.burn_in * cfg.steps) & (steps <= cfg.steps)
-    min_dev = float(result["large.min_dev"][checked].min())
-    median_dev = float(result["large.median_dev"][checked].min())
+    min_dev = _extreme(result["large.min_dev"][checked], np.min)
+    median_dev = _extreme(result["large.median_dev"][checked], np.min)
     share = result["large.weak_share"].max(axis=(1, 2))
     s_delta = share_at_margin(result, cfg.delta)
     margin_text = (f"min {fmt(min_dev, 3)}; lowest per-step median {fmt(median_dev, 3)}; "
-                   f"largest weak share s {fmt(float(share[checked].max()), 3)}, "
-                   f"noise share {fmt(float(result['large.noise_share_max'][checked].max()), 3)}")
+                   f"largest weak share s {fmt(_extreme(share[checked], np.max), 3)}, "
+                   f"noise share "
+                   f"{fmt(_extreme(result['large.noise_share_max'][checked], np.max), 3)}")
     if after:
         rest = steps > cfg.steps
         below = steps[rest][result["large.min_dev"][rest].min(axis=1) < cfg.delta]
-        margin_text += (after + f"min {fmt(float(result['large.min_dev'][rest].min()), 3)}, "
-                        f"first below δ at step "
+        margin_text += (after + f"min {fmt(_extreme(result['large.min_dev'][rest], np.min), 3)}"
+                        f", first below δ at step "
                         f"{int(below[0]) if below.size else 'none'}, largest s "
-                        f"{fmt(float(share[rest].max()), 3)})")
+                        f"{fmt(_extreme(share[rest], np.max), 3)})")
 
     b0 = {w: result[f"{w}.weak_max"][0] for w in LRS}
     final_weak = {w: _at(result, w, "weak_max_class", cfg.steps) for w in LRS}  # (seeds, 2)
