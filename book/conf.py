@@ -62,6 +62,8 @@ nb_merge_streams = True
 # A built page has no kernel behind it, so an explorer's live widget could not draw: show
 # the PNG of its default state that the widget carries instead (experiments.explorers).
 nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
+# ... and so no widget scripts from a CDN either: the site stays self-contained.
+nb_ipywidgets_js = {}
 if nb_execution_mode != "off":
     tags.add("executed")  # noqa: F821  (Sphinx injects `tags`); read by index.md
 # The kernel inherits this process's environment: draw figures inline whatever the
