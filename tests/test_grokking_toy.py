@@ -288,7 +288,12 @@ def test_one_hot_pair_indices_refuses_other_inputs(x):
     # tied runners-up at gap Δ; thresholds measured on a 0.001 grid (softmax_collapse.py)
     (113, torch.float32, 20.0, True, False),    # the sum says 1, the loss is not 0 yet
     (113, torch.float32, 21.0, True, True),
-    (12, torch.float32, 17.0, False, True),     # the loss is 0, the sum exceeds 1
+    # C = 12: the sum exceeds 1 until 18.02 on every machine seen, but where log_softmax's
+    # loss reaches 0 depends on the CPU's vector kernels (the 12 terms fill one 16-float
+    # AVX-512 register, or 8 + 4 on AVX2): from 16.64 where these gaps were first measured,
+    # from 18.43 on an AVX2 machine (torch.backends.cpu.get_cpu_capability()). None: the
+    # probe must agree with autograd here, whatever this machine rounds to.
+    (12, torch.float32, 17.0, False, None),
     (113, torch.float16, 12.0, False, False),
     (113, torch.float16, 12.5, True, True),
 ])
@@ -301,10 +306,12 @@ def test_zero_gradient_fraction_differs_from_the_collapse_fraction_in_a_band(
     assert math.log1p((classes - 1) * math.exp(-gap)) > 0
     assert sc.softmax_collapse_fraction(z, dtype) == float(sc_says)
     fraction = sc.zero_gradient_fraction(z, labels, g.softmax_cross_entropy, dtype)
-    assert fraction == float(grad_zero)
     # where the gradient is exactly 0, so is the loss; the runner-up entries are not 0
     zz = z.to(dtype).requires_grad_(True)
     loss = g.softmax_cross_entropy(zz, labels)
     (grad,) = torch.autograd.grad(loss.sum(), zz)
+    if grad_zero is None:
+        grad_zero = bool((grad[:, 0] == 0).all())
+    assert fraction == float(grad_zero)
     assert bool((loss == 0).all()) == grad_zero
     assert bool((grad[:, 1:] > 0).all())
