@@ -289,8 +289,8 @@ def test_one_hot_pair_indices_refuses_other_inputs(x):
     (113, torch.float32, 20.0, True, False),    # the sum says 1, the loss is not 0 yet
     (113, torch.float32, 21.0, True, True),
     # C = 12: the sum exceeds 1 until 18.02 on every machine seen, but where log_softmax's
-    # loss reaches 0 depends on the CPU's vector kernels (the 12 terms fill one 16-float
-    # AVX-512 register, or 8 + 4 on AVX2): from 16.64 where these gaps were first measured,
+    # loss reaches 0 depends on the CPU's vector kernels (plausibly how the 12 terms split
+    # into SIMD lanes): from 16.64 where these gaps were first measured,
     # from 18.43 on an AVX2 machine (torch.backends.cpu.get_cpu_capability()). None: the
     # probe must agree with autograd here, whatever this machine rounds to.
     (12, torch.float32, 17.0, False, None),
