@@ -106,14 +106,16 @@ def _ipywidgets():
     return ipywidgets
 
 
-def _live(explorer: Explorer, controls: dict, static: bool):
-    """The widget: ``controls`` (name → ipywidget with a ``value``) above the picture.
+def _live(explorer: Explorer, make_controls: Callable[..., dict], static: bool):
+    """The widget: the controls that ``make_controls(ipywidgets, explorer.defaults)``
+    returns (name → ipywidget with a ``value``), above the picture.
 
     Returns the default state's figure instead when ``static`` or without ipywidgets.
     """
     widgets = _ipywidgets()
     if static or widgets is None:
         return explorer.figure()
+    controls = make_controls(widgets, explorer.defaults)
 
     class ExplorerBox(widgets.VBox):
         """A VBox whose display also offers a PNG of its first state (for static pages)."""
@@ -233,19 +235,17 @@ QUADRATIC = Explorer("quadratic_stability", quadratic_stability_state,
 def quadratic_stability(static: bool = False):
     """Move η·λ and β; watch which method's iterates shrink and where the star sits in
     the stability regions."""
-    widgets = _ipywidgets()
-    if static or widgets is None:
-        return _live(QUADRATIC, {}, True)
-    d = QUADRATIC.defaults
-    controls = {
-        "step": widgets.FloatSlider(d["step"], min=0.05, max=4.2, step=0.01,
-                                    **_slider_style(widgets, "η·λ")),
-        "momentum": widgets.FloatSlider(d["momentum"], min=0.0, max=0.99, step=0.01,
-                                        **_slider_style(widgets, "momentum β")),
-        "steps": widgets.IntSlider(d["steps"], min=10, max=200, step=10,
-                                   **_slider_style(widgets, "steps")),
-    }
-    return _live(QUADRATIC, controls, False)
+    def controls(widgets, d):
+        return {
+            "step": widgets.FloatSlider(d["step"], min=0.05, max=4.2, step=0.01,
+                                        **_slider_style(widgets, "η·λ")),
+            "momentum": widgets.FloatSlider(d["momentum"], min=0.0, max=0.99, step=0.01,
+                                            **_slider_style(widgets, "momentum β")),
+            "steps": widgets.IntSlider(d["steps"], min=10, max=200, step=10,
+                                       **_slider_style(widgets, "steps")),
+        }
+
+    return _live(QUADRATIC, controls, static)
 
 
 # ---------------------------------------------------------------- (b) NTK concentration
@@ -336,23 +336,21 @@ NTK_EXPLORER = Explorer("ntk_concentration", ntk_concentration_state, draw_ntk_c
 def ntk_concentration(static: bool = False):
     """Move the width; watch the sampled kernels close in on Θ∞ and the deviation fall
     like n^(−1/2)."""
-    widgets = _ipywidgets()
-    if static or widgets is None:
-        return _live(NTK_EXPLORER, {}, True)
-    d = NTK_EXPLORER.defaults
-    controls = {
-        "width": widgets.SelectionSlider(options=list(NTK_WIDTHS), value=d["width"],
-                                         continuous_update=False,
-                                         **_slider_style(widgets, "width n")),
-        "nets": widgets.IntSlider(d["nets"], min=2, max=6, continuous_update=False,
-                                  **_slider_style(widgets, "nets per width")),
-        "depth": widgets.IntSlider(d["depth"], min=2, max=5, continuous_update=False,
-                                   **_slider_style(widgets, "depth (weight matrices)")),
-        "beta": widgets.FloatSlider(d["beta"], min=0.0, max=1.0, step=0.05,
-                                    continuous_update=False,
-                                    **_slider_style(widgets, "bias scale β")),
-    }
-    return _live(NTK_EXPLORER, controls, False)
+    def controls(widgets, d):
+        return {
+            "width": widgets.SelectionSlider(options=list(NTK_WIDTHS), value=d["width"],
+                                             continuous_update=False,
+                                             **_slider_style(widgets, "width n")),
+            "nets": widgets.IntSlider(d["nets"], min=2, max=6, continuous_update=False,
+                                      **_slider_style(widgets, "nets per width")),
+            "depth": widgets.IntSlider(d["depth"], min=2, max=5, continuous_update=False,
+                                       **_slider_style(widgets, "depth (weight matrices)")),
+            "beta": widgets.FloatSlider(d["beta"], min=0.0, max=1.0, step=0.05,
+                                        continuous_update=False,
+                                        **_slider_style(widgets, "bias scale β")),
+        }
+
+    return _live(NTK_EXPLORER, controls, static)
 
 
 # ---------------------------------------------------------------- (c) Softmax Collapse
@@ -469,20 +467,18 @@ SOFTMAX = Explorer("softmax_collapse", softmax_collapse_state, draw_softmax_coll
 def softmax_collapse(static: bool = False):
     """Move the dtype, the number of classes and the gap; watch where the computed sum
     stops differing from 1 and when a population of examples collapses."""
-    widgets = _ipywidgets()
-    if static or widgets is None:
-        return _live(SOFTMAX, {}, True)
-    d = SOFTMAX.defaults
-    controls = {
-        "dtype": widgets.Dropdown(options=list(SOFTMAX_DTYPES), value=d["dtype"],
-                                  **_slider_style(widgets, "dtype")),
-        "classes": widgets.IntSlider(d["classes"], min=2, max=1000, continuous_update=False,
-                                     **_slider_style(widgets, "classes C")),
-        "gap": widgets.FloatSlider(d["gap"], min=0.0, max=60.0, step=0.05,
-                                   continuous_update=False,
-                                   **_slider_style(widgets, "logit gap Δ")),
-    }
-    return _live(SOFTMAX, controls, False)
+    def controls(widgets, d):
+        return {
+            "dtype": widgets.Dropdown(options=list(SOFTMAX_DTYPES), value=d["dtype"],
+                                      **_slider_style(widgets, "dtype")),
+            "classes": widgets.IntSlider(d["classes"], min=2, max=1000, continuous_update=False,
+                                         **_slider_style(widgets, "classes C")),
+            "gap": widgets.FloatSlider(d["gap"], min=0.0, max=60.0, step=0.05,
+                                       continuous_update=False,
+                                       **_slider_style(widgets, "logit gap Δ")),
+        }
+
+    return _live(SOFTMAX, controls, static)
 
 
 # ---------------------------------------------------------------- (d) XOR one-step classifier
@@ -602,23 +598,21 @@ XOR = Explorer("xor_one_step", xor_one_step_state, draw_xor_one_step,
 def xor_one_step(static: bool = False):
     """Move the flip rate (and p, ‖μ‖, n); watch whether one step still fits every label
     and where the clean test accuracy sits."""
-    widgets = _ipywidgets()
-    if static or widgets is None:
-        return _live(XOR, {}, True)
-    d = XOR.defaults
-    controls = {
-        "noise_rate": widgets.FloatSlider(d["noise_rate"], min=0.0, max=0.45, step=0.01,
-                                          continuous_update=False,
-                                          **_slider_style(widgets, "flip rate η")),
-        "p": widgets.IntSlider(d["p"], min=500, max=8000, step=500, continuous_update=False,
-                               **_slider_style(widgets, "dimension p")),
-        "mu_norm": widgets.FloatSlider(d["mu_norm"], min=2.0, max=40.0, step=1.0,
-                                       continuous_update=False,
-                                       **_slider_style(widgets, "‖μ‖")),
-        "n": widgets.IntSlider(d["n"], min=10, max=100, step=10, continuous_update=False,
-                               **_slider_style(widgets, "training points n")),
-    }
-    return _live(XOR, controls, False)
+    def controls(widgets, d):
+        return {
+            "noise_rate": widgets.FloatSlider(d["noise_rate"], min=0.0, max=0.45, step=0.01,
+                                              continuous_update=False,
+                                              **_slider_style(widgets, "flip rate η")),
+            "p": widgets.IntSlider(d["p"], min=500, max=8000, step=500, continuous_update=False,
+                                   **_slider_style(widgets, "dimension p")),
+            "mu_norm": widgets.FloatSlider(d["mu_norm"], min=2.0, max=40.0, step=1.0,
+                                           continuous_update=False,
+                                           **_slider_style(widgets, "‖μ‖")),
+            "n": widgets.IntSlider(d["n"], min=10, max=100, step=10, continuous_update=False,
+                                   **_slider_style(widgets, "training points n")),
+        }
+
+    return _live(XOR, controls, static)
 
 
 # ---------------------------------------------------------------- (e) fractal zoom
@@ -708,26 +702,24 @@ FRACTAL = Explorer("fractal_zoom", fractal_zoom_state, draw_fractal_zoom,
 def fractal_zoom(static: bool = False):
     """Move the zoom and the centre; watch the boundary between the blue (trains) and
     red (diverges) phases keep its structure as the window narrows."""
-    widgets = _ipywidgets()
-    if static or widgets is None:
-        return _live(FRACTAL, {}, True)
-    d = FRACTAL.defaults
-    controls = {
-        "zoom": widgets.IntSlider(d["zoom"], min=0, max=12, continuous_update=False,
-                                  **_slider_style(widgets, "zoom (2^k)")),
-        "centre_x": widgets.FloatSlider(d["centre_x"], min=FRACTAL_WINDOW[0],
-                                        max=FRACTAL_WINDOW[1], step=1e-4,
-                                        readout_format=".4f", continuous_update=False,
-                                        **_slider_style(widgets, "centre log10 η₀")),
-        "centre_y": widgets.FloatSlider(d["centre_y"], min=FRACTAL_WINDOW[2],
-                                        max=FRACTAL_WINDOW[3], step=1e-4,
-                                        readout_format=".4f", continuous_update=False,
-                                        **_slider_style(widgets, "centre log10 η₁")),
-        "steps": widgets.IntSlider(d["steps"], min=20, max=60, step=10,
-                                   continuous_update=False,
-                                   **_slider_style(widgets, "GD steps")),
-    }
-    return _live(FRACTAL, controls, False)
+    def controls(widgets, d):
+        return {
+            "zoom": widgets.IntSlider(d["zoom"], min=0, max=12, continuous_update=False,
+                                      **_slider_style(widgets, "zoom (2^k)")),
+            "centre_x": widgets.FloatSlider(d["centre_x"], min=FRACTAL_WINDOW[0],
+                                            max=FRACTAL_WINDOW[1], step=1e-4,
+                                            readout_format=".4f", continuous_update=False,
+                                            **_slider_style(widgets, "centre log10 η₀")),
+            "centre_y": widgets.FloatSlider(d["centre_y"], min=FRACTAL_WINDOW[2],
+                                            max=FRACTAL_WINDOW[3], step=1e-4,
+                                            readout_format=".4f", continuous_update=False,
+                                            **_slider_style(widgets, "centre log10 η₁")),
+            "steps": widgets.IntSlider(d["steps"], min=20, max=60, step=10,
+                                       continuous_update=False,
+                                       **_slider_style(widgets, "GD steps")),
+        }
+
+    return _live(FRACTAL, controls, static)
 
 
 EXPLORERS = {e.name: e for e in (QUADRATIC, NTK_EXPLORER, SOFTMAX, XOR, FRACTAL)}
