@@ -26,7 +26,7 @@ paper: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "not paper_start" --durations=25
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --maxschedchunk 1 -m "not paper_start" --durations=25
 
 # Every paper preset planned on CPU (builds its data and models, times its first steps):
 # about 10-15 CPU-minutes on 2 cores, so not yet part of `make test`.

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +74,66 @@ def stored_outcome(recipe: str, dirs: tuple[Path, Path], overrides=None):
 
 def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+# ---------------------------------------------------------------- the suite's order
+
+_RUN_CALL = re.compile(r"""experiments\.run\(\s*["']([a-z0-9-]+)["']""")
+
+
+def _quick_cost(recipe_id: str) -> float:
+    """CPU seconds of the committed quick reference's run (0 where there is none)."""
+    try:
+        record = json.loads((ROOT / "figures" / f"{recipe_id}.json").read_text())
+        return float(record["provenance"]["cpu_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def _recipes_read(item) -> tuple[str, ...]:
+    """The quick recipe runs a test reads from the session store (and computes there, if
+    it is the first to ask): its ``uses`` mark, its ``recipe``/``recipe_id`` parameter,
+    its module's ``RECIPE``, or, for a paper page, every ``experiments.run("<id>", ...)``
+    on the page."""
+    if "session_store" not in item.fixturenames:
+        return ()
+    mark = item.get_closest_marker("uses")
+    if mark:
+        return tuple(mark.args)
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "page" in params:
+        return tuple(dict.fromkeys(_RUN_CALL.findall(Path(params["page"]).read_text())))
+    for name in ("recipe_id", "recipe"):
+        if isinstance(params.get(name), str):
+            return (params[name],)
+    recipe = getattr(item.module, "RECIPE", None)
+    return (recipe,) if isinstance(recipe, str) else ()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Order the suite for two pytest-xdist workers (``make test``: ``-n 2 --maxschedchunk
+    1``, so each worker takes the next test when it is free). Every quick recipe is
+    computed once into the session store, and a test that needs one that the other worker
+    is computing waits on its lock, so the order decides how long the suite takes:
+
+    1. one test per quick recipe (a claim test rather than a page, which would compute
+       several in a row), longest first, by the CPU seconds its committed reference
+       recorded, so the two workers share the recipes evenly;
+    2. the paper pages, which then mostly read the store;
+    3. everything else, the browser test first (one long test).
+    """
+    owner: dict[str, object] = {}
+    for item in sorted(items, key=lambda i: "test_papers.py" in i.nodeid):
+        for recipe in _recipes_read(item):
+            owner.setdefault(recipe, item)
+    owned: dict[object, float] = {}
+    for recipe, item in owner.items():
+        owned[item] = owned.get(item, 0.0) + _quick_cost(recipe)
+    first = sorted(owned, key=lambda i: -owned[i])
+    chosen = set(map(id, first))
+    pages = [i for i in items if "test_papers.py" in i.nodeid and id(i) not in chosen]
+    chosen |= set(map(id, pages))
+    rest = [i for i in items if id(i) not in chosen]
+    rest.sort(key=lambda i: "test_book.py" not in i.nodeid)  # stable: otherwise as collected
+    items[:] = first + pages + rest

@@ -17,16 +17,37 @@ RECIPES = {"prieto2025-orthograd": 4, "prieto2025-softmax-collapse": 2,
            "prieto2025-stablemax": 3, "prieto2025-nlm-alignment": 2}
 
 
-@pytest.fixture(scope="module")
-def outcomes(session_store):
-    runs = {}
-    for recipe in RECIPES:
+class _Runs(dict):
+    """The quick runs, each computed (into the session store) when a test first asks for
+    it: the four recipes are separate test items, so two pytest-xdist workers can compute
+    two of them at once instead of one worker running all four in a row."""
+
+    def __init__(self, dirs):
+        super().__init__()
+        self.dirs = dirs
+
+    def __missing__(self, recipe):
         # the slowest, prieto2025-softmax-collapse, takes ~330 s on 2 idle cores: the
         # limit is 7× that, so a machine under a second job's load does not fail the suite
-        proc = run_cli("run", recipe, "--scale", "quick", env_dirs=session_store,
-                       timeout=2400)
-        runs[recipe] = proc
-    return runs, session_store
+        self[recipe] = run_cli("run", recipe, "--scale", "quick", env_dirs=self.dirs,
+                               timeout=2400)
+        return self[recipe]
+
+
+@pytest.fixture(scope="module")
+def runs(session_store):
+    return _Runs(session_store)
+
+
+@pytest.fixture
+def outcomes(runs, request):
+    """(runs, store) after the quick run of the recipe(s) the test names: the
+    ``recipe`` parameter, or the ``uses`` mark."""
+    mark = request.node.get_closest_marker("uses")
+    needed = mark.args if mark else (request.getfixturevalue("recipe"),)
+    for recipe in needed:
+        assert runs[recipe].returncode == 0, runs[recipe].stdout + runs[recipe].stderr
+    return runs, runs.dirs
 
 
 def _result(dirs, recipe, monkeypatch):
@@ -47,6 +68,7 @@ def test_quick_run_passes_every_claim(outcomes, recipe):
     assert (dirs[1] / f"{recipe}.png").stat().st_size > 10_000
 
 
+@pytest.mark.uses("prieto2025-orthograd")
 def test_orthograd_records_start_from_the_seeded_model(outcomes, monkeypatch):
     _, dirs = outcomes
     outcome = _result(dirs, "prieto2025-orthograd", monkeypatch)
@@ -62,6 +84,7 @@ def test_orthograd_records_start_from_the_seeded_model(outcomes, monkeypatch):
     assert r["mlp.ortho_adamw.weight_norm"][-1] < r["mlp.adamw.weight_norm"][-1]
 
 
+@pytest.mark.uses("prieto2025-softmax-collapse")
 def test_collapse_needs_the_absorption_gap(outcomes, monkeypatch):
     """Where the median top-2 logit gap is below the single-term absorption gap of the
     loss dtype, at least half of the examples keep their runner-up term: SC ≤ 50%."""
