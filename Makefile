@@ -28,8 +28,9 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --maxschedchunk 1 -m "not paper_start" --durations=25
 
-# Every paper preset planned on CPU (builds its data and models, times its first steps):
-# about 10-15 CPU-minutes on 2 cores, so not yet part of `make test`.
+# Every paper preset planned on CPU, phase by phase (builds its data and models, times the
+# first steps of every fit): about 10-15 CPU-minutes on 2 cores. `make test` only starts
+# each paper preset (plan --start: its first fit's first steps).
 test-paper-start: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m paper_start --durations=30
 

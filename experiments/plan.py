@@ -33,6 +33,12 @@ How the estimate is made (printed with every plan):
   whole run's record and probe counts (an upper bound: a recipe may keep less), or
   "unknown" when the plan did not reach the end of the recipe or its loops were reduced.
 
+``plan <id> --start`` (:func:`start`) only checks that a preset starts: it builds the
+preset's own data and models (no reduced loops) and stops at the end of its first
+``fit`` call's timed steps, or after ``--time-limit`` seconds (default 10) of work
+outside any fit, whichever comes first; both count as started if nothing failed. The
+test suite starts every paper preset this way on CPU.
+
 A recipe error after some fits ran is reported as "partial" (the histories are short,
 and some recipes index them); the phases timed before it stand.
 """
@@ -258,6 +264,8 @@ class _Fit:
         phase = Phase(self.label, self.steps, self.timed, step, probe_s, eval_s, setup,
                       estimate, upper, full_bytes, plan_bytes, threading.get_ident(), note)
         self.session.add(phase, self.started, ended)
+        if self.session.first_fit_only:
+            raise _Started()
         return history
 
     def _history_bytes(self, history: train.History) -> tuple[float, float]:
@@ -285,8 +293,13 @@ class _Fit:
 
 # ---------------------------------------------------------------- a plan session
 
+class _Started(Exception):  # noqa: N818 (not an error: the start check is over)
+    """Raised at the end of the first fit when only the start is checked."""
+
+
 class _Session:
-    def __init__(self):
+    def __init__(self, first_fit_only: bool = False):
+        self.first_fit_only = first_fit_only
         self.phases: list[Phase] = []
         self.intervals: list[tuple[float, float]] = []
         self.lock = threading.Lock()
@@ -335,10 +348,11 @@ def _timed_evaluate(original):
 
 
 @contextlib.contextmanager
-def planning():
+def planning(first_fit_only: bool = False):
     """Within this block every ``train.fit`` call runs a few timed steps; yields the
-    session that collects their phases."""
-    session = _Session()
+    session that collects their phases (with ``first_fit_only``, the first fit ends the
+    recipe's run by raising ``_Started``)."""
+    session = _Session(first_fit_only)
     old_hook, old_eval = train.plan_hook, train.evaluate
     token = _SESSION.set(session)
     train.plan_hook, train.evaluate = _hook, _timed_evaluate(old_eval)
@@ -365,6 +379,7 @@ class _Measured:
     result_bytes: float | None
     error: str | None = None
     timed_out: bool = False
+    started: bool = False  # a start check reached the end of the first fit
 
 
 def _reset_peak(device: str) -> None:
@@ -408,7 +423,8 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"[:160]
 
 
-def _measure(module, cfg, device: str, time_limit: float) -> _Measured:
+def _measure(module, cfg, device: str, time_limit: float,
+             first_fit_only: bool = False) -> _Measured:
     threads, before = api.torch_threads(module), torch.get_num_threads()
     old_cache = os.environ.get("EXPERIMENTS_CACHE")
     alarm = threading.current_thread() is threading.main_thread() and time_limit > 0
@@ -416,9 +432,9 @@ def _measure(module, cfg, device: str, time_limit: float) -> _Measured:
     def expire(*_):
         raise _PlanTimeout()
 
-    result, error, timed_out = None, None, False
+    result, error, timed_out, started_ok = None, None, False, False
     with tempfile.TemporaryDirectory(prefix="experiments-plan-") as scratch, \
-            planning() as session:
+            planning(first_fit_only) as session:
         os.environ["EXPERIMENTS_CACHE"] = scratch  # a plan writes nothing to the store
         if device == "cpu":
             torch.set_num_threads(threads)
@@ -429,6 +445,8 @@ def _measure(module, cfg, device: str, time_limit: float) -> _Measured:
             if alarm:
                 signal.setitimer(signal.ITIMER_REAL, time_limit)
             result = module.run(cfg, device)
+        except _Started:
+            started_ok = True
         except _PlanTimeout:
             timed_out, error = True, f"the plan ran past {time_limit:.0f} s"
         except Exception as err:  # noqa: BLE001 (reported as the plan's status)
@@ -450,7 +468,7 @@ def _measure(module, cfg, device: str, time_limit: float) -> _Measured:
         size = _bytes(result) + sum(p.history_bytes - p.plan_history_bytes
                                     for p in session.phases)
     return _Measured(session.phases, outside + session.fit_estimate(), outside, wall, peak,
-                     size, error, timed_out)
+                     size, error, timed_out, started_ok)
 
 
 # ---------------------------------------------------------------- the plan of a recipe
@@ -478,6 +496,10 @@ class Plan:
     @property
     def failed(self) -> bool:
         return self.status.startswith("failed")
+
+    @property
+    def started(self) -> bool:
+        return self.status.startswith("started")
 
 
 def _work(values: dict, exponents: dict) -> float:
@@ -538,6 +560,44 @@ def plan(recipe_id: str, scale: str = "paper", device: str | None = None,
         else:
             out.status = f"partial: stopped after {len(last.phases)} fits: {last.error}"
             out.seconds = last.seconds if spec is None else None
+    return out
+
+
+START_LIMIT = 10.0  # seconds of work before the first fit that a start check allows
+
+
+def start(recipe_id: str, scale: str = "paper", device: str | None = None,
+          overrides: list[str] | dict | None = None, seed: int | None = None,
+          time_limit: float = START_LIMIT) -> Plan:
+    """Check that a preset starts: its own data and models are built and its first fit
+    runs its first timed steps (or ``time_limit`` seconds pass without an error before
+    one does). The status is "started: ..." then; "failed: ..." (with the one-line error),
+    "needs data_dir: ..." or "refused: ..." otherwise. Writes nothing."""
+    module, cfg = api.resolve(recipe_id, scale, overrides, seed)
+    device = api.pick_device(device)
+    threads = api.torch_threads(module) if device == "cpu" else torch.get_num_threads()
+    out = Plan(recipe_id, scale, device, threads, "ok")
+    check = getattr(module, "check_inputs", None)
+    if check is not None:
+        try:
+            check(cfg)
+        except ConfigError as err:
+            kind = "needs data_dir" if "data_dir" in str(err) else "refused"
+            out.status = f"{kind}: {err}"
+            return out
+    measured = _measure(module, cfg, device, time_limit, first_fit_only=True)
+    out.phases, out.peak_mb, out.plan_seconds = measured.phases, measured.peak_mb, measured.wall
+    if measured.started:
+        first = measured.phases[0]
+        out.status = (f"started: {first.label}: {first.timed} updates at "
+                      f"{first.step_seconds:.3g} s each, after {measured.wall:.1f} s")
+    elif measured.timed_out:
+        out.status = (f"started: {time_limit:.0f} s of work before its first fit "
+                      "without an error")
+    elif measured.error:
+        out.status = f"failed: {measured.error}"
+    else:
+        out.status = f"started: ran to the end in {measured.wall:.1f} s"
     return out
 
 
@@ -608,10 +668,13 @@ def main(args) -> int:
     ids = recipes.recipe_ids() if args.id == "all" else [args.id]
     if args.id != "all":
         api.resolve(args.id, args.scale, args.set, args.seed)  # bad input: exit 2 first
+    if args.start:
+        return _main_start(args, ids)
+    limit = TIME_LIMIT if args.time_limit is None else args.time_limit
     plans = []
     for recipe_id in ids:
         p = plan(recipe_id, args.scale, args.device, args.set if args.id != "all" else None,
-                 args.seed if args.id != "all" else None, args.time_limit)
+                 args.seed if args.id != "all" else None, limit)
         if args.id != "all" and not (p.ok or p.failed or p.status.startswith("partial")):
             print(f"error: {recipe_id}: {p.status}", file=__import__("sys").stderr)
             return 2
@@ -633,6 +696,25 @@ def main(args) -> int:
     return 1 if any(p.failed for p in plans) else 0
 
 
+def _main_start(args, ids: list[str]) -> int:
+    """``plan <id|all> --start``: one line per recipe; exit 1 if one failed to start, 2 if
+    the one recipe asked for needs data this machine does not have."""
+    import sys
+
+    limit = START_LIMIT if args.time_limit is None else args.time_limit
+    failed = False
+    for recipe_id in ids:
+        p = start(recipe_id, args.scale, args.device, args.set if args.id != "all" else None,
+                  args.seed if args.id != "all" else None, limit)
+        if args.id != "all" and not (p.started or p.failed):
+            print(f"error: {recipe_id}: {p.status}", file=sys.stderr)
+            return 2
+        failed |= p.failed
+        peak = "" if p.peak_mb is None else f"; peak {size(p.peak_mb * 2**20)}"
+        print(f"{recipe_id} ({p.scale}, {p.device}): {p.status}{peak}", flush=True)
+    return 1 if failed else 0
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("id", help="figure id, or 'all'")
     parser.add_argument("--scale", default="paper", help="paper (default) or quick")
@@ -640,5 +722,9 @@ def add_arguments(parser) -> None:
                         help="override a config field (repeatable; not with 'all')")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--time-limit", type=float, default=TIME_LIMIT,
-                        help="seconds one recipe's plan may take before it is stopped")
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help=f"seconds one recipe's plan may take before it is stopped "
+                             f"(default {TIME_LIMIT:.0f}; with --start {START_LIMIT:.0f})")
+    parser.add_argument("--start", action="store_true",
+                        help="only check that the preset starts: build its data and models "
+                             "and run its first fit's first steps (or --time-limit seconds)")

@@ -86,18 +86,52 @@ TOO_SLOW_TO_PLAN = {"jacot2018-ntk-convergence", "jacot2018-principal-components
                     "kreisler2023-gfs-sharpness", "wu2023-stability-threshold"}
 
 
+def _paper_overrides(recipe_id, tmp_path):
+    if recipe_id == "cohen2021-progressive-sharpening":  # the real CIFAR path, tiny file
+        write_cifar_folder(tmp_path / "cifar-10-batches-py", per_batch=40)
+        return {"data_dir": str(tmp_path)}
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe_id", PAPER_IDS)
+def test_every_paper_preset_starts_on_cpu(recipe_id, tmp_path):
+    # the paper preset's own data and models are built and its first fit runs its first
+    # steps (or 5 s of work before one pass without an error; not a speed limit, a run
+    # that is still going then has started): a preset that fails to build, has a shape
+    # error or does not fit in memory fails here
+    p = plan.start(recipe_id, "paper", "cpu", _paper_overrides(recipe_id, tmp_path),
+                   time_limit=5)
+    assert p.started, p.status
+    assert p.peak_mb is None or p.peak_mb < 16 * 1024
+
+
+def test_a_start_check_stops_at_the_end_of_the_first_fit(isolated_store):
+    p = plan.start("xu2024-xor-grokking", "quick", "cpu", time_limit=600)
+    assert p.started and "updates at" in p.status, p.status
+    assert len(p.phases) == 1 and p.phases[0].timed == plan.K_STEPS + 1
+    assert files_under(isolated_store[0]) == [] and files_under(isolated_store[1]) == []
+
+
+def test_a_start_check_reports_a_recipe_error_in_one_line(monkeypatch):
+    def broken(cfg, device):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x3 and 2x5)\nmore")
+
+    monkeypatch.setattr(recipes.load("xu2024-xor-grokking"), "run", broken)
+    p = plan.start("xu2024-xor-grokking", "quick", "cpu")
+    assert p.failed and not p.started
+    assert p.status == "failed: RuntimeError: mat1 and mat2 shapes cannot be multiplied " \
+                       "(4x3 and 2x5)"
+
+
 @pytest.mark.slow
 @pytest.mark.paper_start
 @pytest.mark.parametrize("recipe_id", [
     pytest.param(rid, marks=pytest.mark.xfail(reason="plan runs past its limit on CPU"))
     if rid in TOO_SLOW_TO_PLAN else rid for rid in PAPER_IDS])
-def test_every_paper_preset_starts_on_cpu(recipe_id, tmp_path):
-    # builds the preset's data and models and runs the first steps of every phase: a
-    # preset that fails to build, has a shape error or does not fit in memory fails here
-    overrides = None
-    if recipe_id == "cohen2021-progressive-sharpening":  # the real CIFAR path, tiny file
-        write_cifar_folder(tmp_path / "cifar-10-batches-py", per_batch=40)
-        overrides = {"data_dir": str(tmp_path)}
+def test_every_paper_preset_plans_on_cpu(recipe_id, tmp_path):
+    # builds the preset's data and models and runs the first steps of every phase
+    overrides = _paper_overrides(recipe_id, tmp_path)
     limit = 30 if recipe_id in TOO_SLOW_TO_PLAN else 240
     p = plan.plan(recipe_id, "paper", "cpu", overrides, time_limit=limit)
     assert p.ok, p.status
