@@ -79,6 +79,9 @@ class Reduced:
     small: dict | None = None
     large: dict | None = None
     work: Any = None
+    # why the estimate is only a lower bound (the cost per unit of work grows later in the
+    # run than the small settings reach), or "" where the affine model holds
+    lower_bound: str = ""
 
     def configs(self, cfg) -> list:
         if self.small is not None:
@@ -113,19 +116,33 @@ REDUCED: dict[str, Reduced] = {
     **{f"sohldickstein2024-{name}": _FRACTAL for name in
        ("linear", "minibatch", "offset", "relu", "single-datapoint", "tanh")},
     # the RK4 gradient flow, the GD run and their probes all run to flow time η·steps
-    "cohen2021-gd-vs-gradient-flow": Reduced(("flow_time",), (0.01, 0.02)),
+    "cohen2021-gd-vs-gradient-flow": Reduced(
+        ("flow_time",), (0.01, 0.02),
+        lower_bound="the RK4 step is α/S and the flow's sharpness S keeps rising after the "
+                    "first 2% of the flow time"),
     # central flow, RK4 flow and GD all run `steps`
-    "cohen2025-central-flow": Reduced(("steps",), (0.01, 0.02)),
-    # the scalar nets' GD steps and the gradient-flow solves' time limit
-    "kreisler2023-gfs-sharpness": Reduced(("scalar_steps", "flow_max_time"), (0.01, 0.02)),
-    # the empirical NTKs at width 10000, once per initialisation
-    "jacot2018-ntk-convergence": Reduced(small={"inits": 2}, large={"inits": 4},
-                                         work=lambda cfg: cfg.inits),
-    "jacot2018-principal-components": Reduced(small={"inits": (1, 1, 1)},
-                                              large={"inits": (1, 1, 2)},
-                                              work=lambda cfg: cfg.inits[-1]),
-    # the Monte-Carlo trajectories of the second moment
-    "wu2023-stability-threshold": Reduced(("mc_trajectories",), (0.01, 0.02)),
+    "cohen2025-central-flow": Reduced(
+        ("steps",), (0.01, 0.02),
+        lower_bound="the first 2% of the steps end before the central flow's onset; after it "
+                    "a substep holding k eigenvalues costs k(k+1)/2 third-derivative "
+                    "contractions (36 at k = 8)"),
+    # the scalar nets' GD steps and the gradient-flow solves' time limit (flows from the
+    # early, high-loss checkpoints run to the limit: at 1% of it a plan took minutes)
+    "kreisler2023-gfs-sharpness": Reduced(("scalar_steps", "flow_max_time"), (0.0005, 0.001)),
+    # the empirical NTKs (∝ parameters ∝ width²), once per initialisation: planned at a
+    # smaller last width, extrapolated in inits × Σ width²
+    "jacot2018-ntk-convergence": Reduced(small={"inits": 2, "widths": (500, 2000)},
+                                         large={"inits": 2, "widths": (500, 4000)},
+                                         work=lambda cfg: cfg.inits * sum(
+                                             w * w for w in cfg.widths)),
+    "jacot2018-principal-components": Reduced(
+        small={"inits": (1, 1, 1), "widths": (100, 1000, 1500)},
+        large={"inits": (1, 1, 1), "widths": (100, 1000, 2500)},
+        work=lambda cfg: sum(k * w * w for k, w in zip(cfg.inits, cfg.widths, strict=True))),
+    # the Monte-Carlo trajectories and the exact second-moment recursion (each of its steps
+    # averages over all C(n, B) batches: 12,870 at n = 16, B = 8), both linear in their
+    # field; the 1,800 SGD escape runs are fits, planned as usual
+    "wu2023-stability-threshold": Reduced(("mc_trajectories", "moment_steps"), (0.005, 0.01)),
 }
 
 
@@ -488,6 +505,7 @@ class Plan:
     plan_seconds: float = 0.0
     reduced: bool = False
     upper_bound: bool = False
+    lower_bound: str = ""  # why the estimate is only a lower bound (reduced recipes)
 
     @property
     def ok(self) -> bool:
@@ -548,7 +566,7 @@ def plan(recipe_id: str, scale: str = "paper", device: str | None = None,
             else:
                 fixed = max(t1 - rate * w1, 0.0)
             out.seconds = fixed + rate * spec.amount(cfg, cfg)
-        out.reduced = True
+        out.reduced, out.lower_bound = True, spec.lower_bound
     last = runs[-1]
     out.phases, out.peak_mb = last.phases, max((r.peak_mb or 0) for r in runs) or None
     out.outside_fit = last.outside_fit
@@ -640,7 +658,9 @@ def summary_table(plans: list[Plan]) -> str:
              "est. result size", "status")]
     for p in plans:
         wall = duration(p.seconds)
-        if p.seconds is not None and p.upper_bound:
+        if p.seconds is not None and p.lower_bound:
+            wall = "≥ " + wall
+        elif p.seconds is not None and p.upper_bound:
             wall = "≤ " + wall
         mem = "unknown" if p.peak_mb is None else (
             ("≥ " if p.reduced else "") + size(p.peak_mb * 2**20))
@@ -687,11 +707,16 @@ def main(args) -> int:
         print(phase_table(plans[0]))
         print()
     print(summary_table(plans))
+    for p in plans:
+        if p.lower_bound:
+            print(f"≥ {p.recipe_id}: {p.lower_bound}")
     threads = sorted({p.threads for p in plans})
     print(f"\ntorch threads: {', '.join(map(str, threads))} (the lab's policy, "
           f"api.torch_threads); device: {plans[0].device}")
     print("method: " + method_text(False) + "; recipes marked (reduced): " + method_text(True)
-          + ". '≤': a goal may stop a phase early; '≥': measured at the reduced size. "
+          + ". '≤': a goal may stop a phase early; '≥': measured at the reduced size (on a "
+          "time: the cost per step grows later in the run than the plan reaches, for the "
+          "reason printed with the recipe above). "
           "See experiments/plan.py.")
     return 1 if any(p.failed for p in plans) else 0
 

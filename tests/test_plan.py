@@ -80,12 +80,6 @@ def test_a_paper_preset_without_its_data_refuses_in_one_line(isolated_store):
 PAPER_IDS = [rid for rid in recipes.recipe_ids() if "paper" in recipes.load(rid).PRESETS]
 
 
-# Their work outside fit at width 10000 (the NTKs), in the scalar nets and flow solves, or
-# the Monte Carlo does not yet finish a plan in the limit on 2 cores: a smaller Reduced spec.
-TOO_SLOW_TO_PLAN = {"jacot2018-ntk-convergence", "jacot2018-principal-components",
-                    "kreisler2023-gfs-sharpness", "wu2023-stability-threshold"}
-
-
 def _paper_overrides(recipe_id, tmp_path):
     if recipe_id == "cohen2021-progressive-sharpening":  # the real CIFAR path, tiny file
         write_cifar_folder(tmp_path / "cifar-10-batches-py", per_batch=40)
@@ -126,13 +120,12 @@ def test_a_start_check_reports_a_recipe_error_in_one_line(monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.paper_start
-@pytest.mark.parametrize("recipe_id", [
-    pytest.param(rid, marks=pytest.mark.xfail(reason="plan runs past its limit on CPU"))
-    if rid in TOO_SLOW_TO_PLAN else rid for rid in PAPER_IDS])
+@pytest.mark.parametrize("recipe_id", PAPER_IDS)
 def test_every_paper_preset_plans_on_cpu(recipe_id, tmp_path):
     # builds the preset's data and models and runs the first steps of every phase
     overrides = _paper_overrides(recipe_id, tmp_path)
-    limit = 30 if recipe_id in TOO_SLOW_TO_PLAN else 240
+    limit = 240  # a guard against a hung plan, not a speed test: the slowest (wu2023-stability-
+    # threshold) took 42 s on an idle core, ~6x less
     p = plan.plan(recipe_id, "paper", "cpu", overrides, time_limit=limit)
     assert p.ok, p.status
     assert p.phases and p.seconds > 0 and p.peak_mb < 16 * 1024
