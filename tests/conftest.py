@@ -106,7 +106,7 @@ def _recipes_read(item) -> tuple[str, ...]:
     for name in ("recipe_id", "recipe"):
         if isinstance(params.get(name), str):
             return (params[name],)
-    recipe = getattr(item.module, "RECIPE", None)
+    recipe = getattr(getattr(item, "module", None), "RECIPE", None)
     return (recipe,) if isinstance(recipe, str) else ()
 
 
