@@ -524,15 +524,9 @@ def _work(values: dict, exponents: dict) -> float:
     return float(np.prod([float(values[k]) ** e for k, e in exponents.items()]))
 
 
-def plan(recipe_id: str, scale: str = "paper", device: str | None = None,
-         overrides: list[str] | dict | None = None, seed: int | None = None,
-         time_limit: float = TIME_LIMIT) -> Plan:
-    """Plan one recipe's run (see the module docstring for the method).
-
-    Bad input (unknown id, key or value) raises ConfigError, as ``run`` does; a recipe
-    whose ``check_inputs`` refuses (data not on this machine) gets the status
-    "needs data_dir: ..." (or "refused: ..."), a recipe that fails "failed: <one line>".
-    """
+def _prepare(recipe_id, scale, device, overrides, seed):
+    """(module, config, the Plan to fill): bad input raises ConfigError; a recipe whose
+    ``check_inputs`` refuses gets its status here ("needs data_dir: ..."/"refused: ...")."""
     module, cfg = api.resolve(recipe_id, scale, overrides, seed)
     device = api.pick_device(device)
     threads = api.torch_threads(module) if device == "cpu" else torch.get_num_threads()
@@ -544,7 +538,22 @@ def plan(recipe_id: str, scale: str = "paper", device: str | None = None,
         except ConfigError as err:
             kind = "needs data_dir" if "data_dir" in str(err) else "refused"
             out.status = f"{kind}: {err}"
-            return out
+    return module, cfg, out
+
+
+def plan(recipe_id: str, scale: str = "paper", device: str | None = None,
+         overrides: list[str] | dict | None = None, seed: int | None = None,
+         time_limit: float = TIME_LIMIT) -> Plan:
+    """Plan one recipe's run (see the module docstring for the method).
+
+    Bad input (unknown id, key or value) raises ConfigError, as ``run`` does; a recipe
+    whose ``check_inputs`` refuses (data not on this machine) gets the status
+    "needs data_dir: ..." (or "refused: ..."), a recipe that fails "failed: <one line>".
+    """
+    module, cfg, out = _prepare(recipe_id, scale, device, overrides, seed)
+    if out.status != "ok":
+        return out
+    device = out.device
     spec = REDUCED.get(recipe_id)
     started = time.perf_counter()
     if spec is None:
@@ -591,18 +600,10 @@ def start(recipe_id: str, scale: str = "paper", device: str | None = None,
     runs its first timed steps (or ``time_limit`` seconds pass without an error before
     one does). The status is "started: ..." then; "failed: ..." (with the one-line error),
     "needs data_dir: ..." or "refused: ..." otherwise. Writes nothing."""
-    module, cfg = api.resolve(recipe_id, scale, overrides, seed)
-    device = api.pick_device(device)
-    threads = api.torch_threads(module) if device == "cpu" else torch.get_num_threads()
-    out = Plan(recipe_id, scale, device, threads, "ok")
-    check = getattr(module, "check_inputs", None)
-    if check is not None:
-        try:
-            check(cfg)
-        except ConfigError as err:
-            kind = "needs data_dir" if "data_dir" in str(err) else "refused"
-            out.status = f"{kind}: {err}"
-            return out
+    module, cfg, out = _prepare(recipe_id, scale, device, overrides, seed)
+    if out.status != "ok":
+        return out
+    device = out.device
     measured = _measure(module, cfg, device, time_limit, first_fit_only=True)
     out.phases, out.peak_mb, out.plan_seconds = measured.phases, measured.peak_mb, measured.wall
     if measured.started:
@@ -610,8 +611,8 @@ def start(recipe_id: str, scale: str = "paper", device: str | None = None,
         out.status = (f"started: {first.label}: {first.timed} updates at "
                       f"{first.step_seconds:.3g} s each, after {measured.wall:.1f} s")
     elif measured.timed_out:
-        out.status = (f"started: {time_limit:.0f} s of work before its first fit "
-                      "without an error")
+        out.status = (f"started: {time_limit:.0f} s of work without an error, no fit "
+                      "finished yet")
     elif measured.error:
         out.status = f"failed: {measured.error}"
     else:
