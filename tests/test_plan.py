@@ -107,6 +107,20 @@ def test_a_start_check_stops_at_the_end_of_the_first_fit(isolated_store):
     assert files_under(isolated_store[0]) == [] and files_under(isolated_store[1]) == []
 
 
+def test_plan_start_from_the_cli_says_one_line_per_recipe(isolated_store):
+    out = run_cli("plan", "lu2024-benign-oscillation", "--start", env_dirs=isolated_store,
+                  timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    line, = out.stdout.strip().splitlines()
+    assert line.startswith("lu2024-benign-oscillation (paper, cpu): started: ")
+    out = run_cli("plan", "cohen2021-progressive-sharpening", "--start",
+                  env_dirs=isolated_store, timeout=300)
+    assert out.returncode == 2 and out.stdout == ""
+    line, = out.stderr.strip().splitlines()
+    assert "cifar-10-batches-py" in line
+    assert files_under(isolated_store[0]) == [] and files_under(isolated_store[1]) == []
+
+
 def test_a_start_check_reports_a_recipe_error_in_one_line(monkeypatch):
     def broken(cfg, device):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x3 and 2x5)\nmore")
