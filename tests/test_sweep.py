@@ -225,6 +225,9 @@ def test_claim_value_reads_the_measured_number():
     assert sweep.claim_value("D = 0.963 (median of slopes); per keyframe 1.00") == 0.963
     assert sweep.claim_value("converged fractions 0.426, 0.5") == 0.426
     assert np.isnan(sweep.claim_value("never reaches 2/η"))
+    # a parameter's name is not the number (prieto2025's layer "4.weight")
+    assert sweep.claim_value("4.weight: 0.566 at the fit (epoch 80) → 0.909") == 0.566
+    assert sweep.claim_value("ends at 0.5.") == 0.5
 
 
 def test_slurm_parameters_map_to_submitit_names():

@@ -39,8 +39,9 @@ REFERENCE = "reference"  # collect(write=REFERENCE): also the committed figures/
 
 def claim_value(measured: str) -> float:
     """The number a claim measured: the first number after '=' (else the first number),
-    skipping parts of names and fractions such as ``B12`` or ``2/η``."""
-    number = r"(?<![\w/.])(?:[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?inf|nan)(?![\w/])"
+    skipping parts of names and fractions such as ``B12``, ``2/η`` or ``4.weight``."""
+    number = (r"(?<![\w/.])(?:[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?inf|nan)"
+              r"(?![\w/]|\.[^\W\d])")
     tail = measured.split("=", 1)[1] if "=" in measured else measured
     match = re.search(number, tail)
     return float(match.group(0)) if match else math.nan
