@@ -153,7 +153,11 @@ def test_z_loss_and_its_gradient_in_closed_form():
     # ∂/∂y [CE + c (log Z)²] = (p − onehot)/n + 2c·log Z·p/n
     want = (p - onehot) / n + 2 * c * lz[:, None] * p / n
     np.testing.assert_allclose(logits.grad.numpy().reshape(-1, 7), want, rtol=1e-10)
-    assert float(tf.lm_loss(logits, targets)) == pytest.approx(ce, rel=1e-12)
+    assert float(tf.lm_loss(logits, targets).detach()) == pytest.approx(ce, rel=1e-12)
+    # the per-sequence losses train.fit averages: equal sequences, so their mean is the loss
+    per_sequence = tf.sequence_losses(logits.detach(), targets, z_loss=c)
+    assert per_sequence.shape == (4,)
+    assert float(per_sequence.mean()) == pytest.approx(ce + c * np.mean(lz ** 2), rel=1e-12)
 
 
 def test_no_biases_untied_head_and_the_initial_scale():

@@ -152,6 +152,16 @@ def log_z(logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logits, dim=-1)
 
 
+def sequence_losses(logits: torch.Tensor, targets: torch.Tensor,
+                    z_loss: float = 0.0) -> torch.Tensor:
+    """Per sequence (B,): the mean over its tokens of the next-token cross-entropy plus
+    ``z_loss · (log Z)²`` (the per-example losses ``experiments.train.fit`` averages)."""
+    per_token = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    if z_loss:
+        per_token = per_token + z_loss * log_z(logits).pow(2)
+    return per_token.mean(dim=1)
+
+
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float = 0.0) -> torch.Tensor:
     """Mean next-token cross-entropy, plus ``z_loss · mean (log Z)²`` (PaLM's z-loss)."""
     flat = logits.reshape(-1, logits.shape[-1])
