@@ -92,6 +92,33 @@ def reference_path(recipe_id: str, scale: str):
     return store.reference_dir(scale) / "seeds" / f"{recipe_id}.json"
 
 
+def committed_table(recipe_ids, scale: str = "quick", figures=None) -> str:
+    """The committed pass rates (``figures/seeds/<id>.json`` in the project, as written by
+    ``seeds <id> --n 10 --reference``) of one or several recipes, one line per claim; a
+    recipe without them, or whose code changed since they were measured, says so. For the
+    paper pages. ``figures``: another folder of references than the project's."""
+    import json
+
+    if isinstance(recipe_ids, str):
+        recipe_ids = [recipe_ids]
+    figures = store.PROJECT_ROOT / "figures" if figures is None else figures
+    base = figures / ("" if scale == "quick" else scale) / "seeds"
+    blocks = []
+    for recipe_id in recipe_ids:
+        module, _ = api.resolve(recipe_id, scale)
+        try:
+            summary = json.loads((base / f"{recipe_id}.json").read_text())
+        except (OSError, ValueError):
+            blocks.append(f"{recipe_id} ({scale}): no pass rates over seeds measured yet")
+            continue
+        text = format_table(summary)
+        if summary.get("provenance", {}).get("code_hash") != store.code_hash(module.__file__):
+            text = text.replace("\n", " (stale: the recipe changed since)\n", 1) \
+                if "\n" in text else text + " (stale: the recipe changed since)"
+        blocks.append(text)
+    return "\n\n".join(blocks)
+
+
 def main(args) -> int:
     from experiments import sweep
 

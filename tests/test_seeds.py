@@ -82,3 +82,26 @@ def test_the_claim_table_shows_committed_pass_rates(tmp_path):
     (figures / "seeds" / f"{RECIPE}.json").write_text(json.dumps(rates))
     table = run_cli("list", "--markdown", env_dirs=(tmp_path / "cache", figures)).stdout
     assert "9/10 (seeds 0–9) stale |" in table
+
+
+def test_the_pages_table_reads_the_committed_rates_and_says_when_there_are_none(tmp_path):
+    from experiments import recipes, seeds, store
+
+    folder = tmp_path / "figures" / "seeds"
+    folder.mkdir(parents=True)
+    current = store.code_hash(recipes.load("xu2024-xor-grokking").__file__)
+    for recipe_id, code in (("xu2024-xor-grokking", current), ("lu2024-benign-oscillation",
+                                                               "0123456789abcdef")):
+        (folder / f"{recipe_id}.json").write_text(json.dumps({
+            "id": recipe_id, "scale": "quick", "seeds": list(range(10)), "done": 10,
+            "missing": [], "provenance": {"code_hash": code},
+            "claims": [{"name": "a claim", "passed": 9, "seeds": 10, "failing_seeds": [4],
+                        "spread": [0.5, 0.75, 1.0]}]}))
+    xu, lu, kumar = seeds.committed_table(["xu2024-xor-grokking", "lu2024-benign-oscillation",
+                                           "kumar2024-lazy-to-rich"],
+                                          figures=tmp_path / "figures").split("\n\n")
+    assert xu.splitlines() == [
+        "xu2024-xor-grokking (quick): 10 of 10 seeds done",
+        "    9/10  a claim  measured min 0.5, median 0.75, max 1  fails at seeds 4"]
+    assert lu.splitlines()[0].endswith("(stale: the recipe changed since)")
+    assert kumar == "kumar2024-lazy-to-rich (quick): no pass rates over seeds measured yet"
