@@ -99,8 +99,7 @@ def _seed_rates(recipe_id: str, scale: str) -> dict[str, str]:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    module = recipes.load(recipe_id)
-    stale = data.get("provenance", {}).get("code_hash") != store.code_hash(module.__file__)
+    stale = seeds.is_stale(data, recipe_id)
     first, last = data["seeds"][0], data["seeds"][-1]
     return {c["name"]: f"{c['passed']}/{c['seeds']} (seeds {first}–{last})"
             + (" stale" if stale else "") for c in data.get("claims", [])}

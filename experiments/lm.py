@@ -59,7 +59,7 @@ class ScheduledAdamW(torch.optim.AdamW):
                          weight_decay=weight_decay if decay == "coupled" else 0.0)
         for group in self.param_groups:
             group.update(peak_lr=peak_lr, total_steps=total_steps, warmup=warmup,
-                         min_lr=min_lr, decay=decay, independent_decay=(
+                         min_lr=min_lr, independent_decay=(
                              weight_decay if decay == "independent" else 0.0),
                          clip=clip, updates=0)
         self.last_grad_norm = float("nan")

@@ -19,7 +19,7 @@ import statistics
 import time
 from typing import Any
 
-from experiments import api, store
+from experiments import api, recipes, store
 from experiments.config import ConfigError
 
 
@@ -88,8 +88,17 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def reference_path(recipe_id: str, scale: str):
-    return store.reference_dir(scale) / "seeds" / f"{recipe_id}.json"
+def reference_path(recipe_id: str, scale: str, figures=None):
+    """The committed pass rates' file: under the figures folder in use, or ``figures``."""
+    base = store.reference_dir(scale) if figures is None else (
+        figures if scale == "quick" else figures / scale)
+    return base / "seeds" / f"{recipe_id}.json"
+
+
+def is_stale(summary: dict[str, Any], recipe_id: str) -> bool:
+    """Whether the recipe's code changed since these pass rates were measured."""
+    module = recipes.load(recipe_id)
+    return summary.get("provenance", {}).get("code_hash") != store.code_hash(module.__file__)
 
 
 def committed_table(recipe_ids, scale: str = "quick", figures=None) -> str:
@@ -102,17 +111,16 @@ def committed_table(recipe_ids, scale: str = "quick", figures=None) -> str:
     if isinstance(recipe_ids, str):
         recipe_ids = [recipe_ids]
     figures = store.PROJECT_ROOT / "figures" if figures is None else figures
-    base = figures / ("" if scale == "quick" else scale) / "seeds"
     blocks = []
     for recipe_id in recipe_ids:
-        module, _ = api.resolve(recipe_id, scale)
+        api.resolve(recipe_id, scale)  # an unknown id or scale: one ConfigError line
         try:
-            summary = json.loads((base / f"{recipe_id}.json").read_text())
+            summary = json.loads(reference_path(recipe_id, scale, figures).read_text())
         except (OSError, ValueError):
             blocks.append(f"{recipe_id} ({scale}): no pass rates over seeds measured yet")
             continue
         text = format_table(summary)
-        if summary.get("provenance", {}).get("code_hash") != store.code_hash(module.__file__):
+        if is_stale(summary, recipe_id):
             text = text.replace("\n", " (stale: the recipe changed since)\n", 1) \
                 if "\n" in text else text + " (stale: the recipe changed since)"
         blocks.append(text)
